@@ -1,0 +1,162 @@
+"""Job tokens scoped to declared resources, and the admin token.
+
+A job token may read its inputs, and read and write its outputs (a job owns its outputs: it must be
+able to look up their schema, view and existing items). Anything else is a 403; a missing or unknown
+token is a 401. The admin token may do anything and is what `/_fake/*` requires.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from aiohttp import web
+
+from .errors import ApiError, permission_denied
+from .storage import Storage
+
+Access = Literal["read", "write"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_rid TEXT PRIMARY KEY,
+    token TEXT NOT NULL UNIQUE,
+    created_time TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS job_resources (
+    job_rid TEXT NOT NULL REFERENCES jobs(job_rid),
+    alias TEXT NOT NULL,
+    rid TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    direction TEXT NOT NULL,        -- input | output
+    PRIMARY KEY (job_rid, alias)
+);
+"""
+
+PRINCIPAL_KEY = "fake_principal"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a job (scoped) or the admin (unscoped, job_rid None)."""
+
+    job_rid: str | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.job_rid is None
+
+
+ADMIN = Principal(job_rid=None)
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def unauthorized() -> ApiError:
+    return ApiError(401, "Default:Unauthorized", message="missing, unknown or expired bearer token")
+
+
+class Auth:
+    def __init__(self, storage: Storage, admin_token: str) -> None:
+        self.storage = storage
+        self.admin_token = admin_token
+        storage.ensure_schema(SCHEMA)
+
+    def authenticate(self, request: web.Request) -> Principal:
+        """The caller, cached on the request; 401 envelope when the token is missing or unknown."""
+        cached = request.get(PRINCIPAL_KEY)
+        if isinstance(cached, Principal):
+            return cached
+        token = bearer_token(request)
+        if token is None:
+            raise unauthorized()
+        if secrets.compare_digest(token, self.admin_token):
+            principal = ADMIN
+        else:
+            row = self.storage.one("SELECT job_rid FROM jobs WHERE token = ?", (token,))
+            if row is None:
+                raise unauthorized()
+            principal = Principal(job_rid=row["job_rid"])
+        request[PRINCIPAL_KEY] = principal
+        return principal
+
+    def require_admin(self, request: web.Request) -> None:
+        if not self.authenticate(request).is_admin:
+            raise permission_denied("Default:PermissionDenied", message="this endpoint needs the admin token")
+
+    def authorize(
+        self, request: web.Request, rid: str, access: Access, denied: str, branch: str | None = None
+    ) -> Principal:
+        """Authenticate, then check `rid` (and `branch`, when given) is declared for this access."""
+        principal = self.authenticate(request)
+        if principal.is_admin:
+            return principal
+        # Reads may touch inputs and outputs; writes only outputs.
+        rows = self.storage.query(
+            "SELECT branch FROM job_resources WHERE job_rid = ? AND rid = ? AND (direction = 'output' OR ?)",
+            (principal.job_rid, rid, access == "read"),
+        )
+        if not rows or (branch is not None and branch not in {r["branch"] for r in rows}):
+            params: dict[str, Any] = {"rid": rid}
+            if branch is not None:
+                params["branchName"] = branch
+            raise permission_denied(denied, **params)
+        return principal
+
+    def create_job(self, inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:
+        """Register a job; returns its rid, bearer token and the RESOURCE_ALIAS_MAP content."""
+        job_rid = f"ri.foundry.main.job.{uuid.uuid4()}"
+        token = secrets.token_urlsafe(32)
+        alias_map: dict[str, dict[str, str]] = {}
+        rows: list[tuple[str, str, str, str, str]] = []
+        for direction, declared in (("input", inputs), ("output", outputs)):
+            for alias, ref in declared.items():
+                if alias in alias_map:
+                    raise ApiError(400, "DuplicateAlias", alias=alias)
+                rid, branch = _parse_ref(alias, ref)
+                if self.storage.one("SELECT rid FROM resources WHERE rid = ?", (rid,)) is None:
+                    raise ApiError(404, "ResourceNotFound", rid=rid, alias=alias)
+                alias_map[alias] = {"rid": rid, "branch": branch}
+                rows.append((job_rid, alias, rid, branch, direction))
+        with self.storage.transaction():
+            self.storage.execute(
+                "INSERT INTO jobs (job_rid, token, created_time) VALUES (?, ?, ?)", (job_rid, token, now_iso())
+            )
+            self.storage.executemany(
+                "INSERT INTO job_resources (job_rid, alias, rid, branch, direction) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+        return {"jobRid": job_rid, "token": token, "resourceAliasMap": alias_map}
+
+    def job_resources(self, job_rid: str) -> dict[str, dict[str, dict[str, str]]]:
+        result: dict[str, dict[str, dict[str, str]]] = {"inputs": {}, "outputs": {}}
+        for row in self.storage.query(
+            "SELECT alias, rid, branch, direction FROM job_resources WHERE job_rid = ? ORDER BY alias",
+            (job_rid,),
+        ):
+            result[row["direction"] + "s"][row["alias"]] = {"rid": row["rid"], "branch": row["branch"]}
+        return result
+
+
+def _parse_ref(alias: str, ref: Any) -> tuple[str, str]:
+    if isinstance(ref, str):
+        return ref, "master"
+    if isinstance(ref, dict) and isinstance(ref.get("rid"), str):
+        branch = ref.get("branch") or "master"
+        if not isinstance(branch, str):
+            raise ApiError(400, "InvalidJobDeclaration", alias=alias, message="branch must be a string")
+        return ref["rid"], branch
+    raise ApiError(400, "InvalidJobDeclaration", alias=alias, message='expected a rid or {"rid", "branch"}')

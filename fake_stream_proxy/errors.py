@@ -1,0 +1,91 @@
+"""Foundry's error envelope (foundry-api.md section 5), raised by handlers and rendered by one middleware."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+_log = logging.getLogger(__name__)
+
+_CODES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHORIZED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "INVALID_ARGUMENT",
+    409: "CONFLICT",
+    413: "REQUEST_ENTITY_TOO_LARGE",
+    415: "INVALID_ARGUMENT",
+    429: "TOO_MANY_REQUESTS",
+    500: "INTERNAL",
+    503: "INTERNAL",
+}
+
+
+class ApiError(Exception):
+    """An error the fake answers with Foundry's envelope: status, errorCode, errorName, parameters."""
+
+    def __init__(self, status: int, error_name: str, **parameters: Any) -> None:
+        super().__init__(f"{status} {error_name} {parameters}")
+        self.status = status
+        self.error_name = error_name
+        self.parameters = parameters
+
+    def to_response(self) -> web.Response:
+        return envelope_response(self.status, self.error_name, self.parameters)
+
+
+def envelope_response(status: int, error_name: str, parameters: dict[str, Any] | None = None) -> web.Response:
+    body = {
+        "errorCode": _CODES.get(status, "INTERNAL" if status >= 500 else "INVALID_ARGUMENT"),
+        "errorName": error_name,
+        "errorInstanceId": str(uuid.uuid4()),
+        "parameters": {k: v if isinstance(v, str) else json.dumps(v) for k, v in (parameters or {}).items()},
+    }
+    return web.json_response(body, status=status)
+
+
+def bad_request(error_name: str, **parameters: Any) -> ApiError:
+    return ApiError(400, error_name, **parameters)
+
+
+def not_found(error_name: str, **parameters: Any) -> ApiError:
+    return ApiError(404, error_name, **parameters)
+
+
+def permission_denied(error_name: str, **parameters: Any) -> ApiError:
+    return ApiError(403, error_name, **parameters)
+
+
+def conflict(error_name: str, **parameters: Any) -> ApiError:
+    return ApiError(409, error_name, **parameters)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves the fake as an envelope, including aiohttp's own 404/405/413."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return exc.to_response()
+    except web.HTTPRequestEntityTooLarge as exc:
+        return envelope_response(413, "RecordTooLarge", {"maxSizeBytes": str(exc.text or "")})
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        names = {404: "Default:NotFound", 405: "Default:MethodNotAllowed", 413: "RecordTooLarge"}
+        name = names.get(exc.status, f"Default:{exc.reason.replace(' ', '')}")
+        return envelope_response(exc.status, name, {"path": request.path})
+    except json.JSONDecodeError as exc:
+        return envelope_response(400, "InvalidRequestBody", {"message": f"body is not valid JSON: {exc}"})
+    except Exception:
+        _log.exception("unhandled error in %s %s", request.method, request.path)
+        return envelope_response(500, "Default:Internal", {"path": request.path})
