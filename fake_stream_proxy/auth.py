@@ -36,8 +36,6 @@ CREATE TABLE IF NOT EXISTS job_resources (
 );
 """
 
-PRINCIPAL_KEY = "fake_principal"
-
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -55,6 +53,7 @@ class Principal:
 
 
 ADMIN = Principal(job_rid=None)
+PRINCIPAL_KEY = web.RequestKey("fake_principal", Principal)
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -77,8 +76,8 @@ class Auth:
 
     def authenticate(self, request: web.Request) -> Principal:
         """The caller, cached on the request; 401 envelope when the token is missing or unknown."""
-        cached = request.get(PRINCIPAL_KEY)
-        if isinstance(cached, Principal):
+        cached: Principal | None = request.get(PRINCIPAL_KEY)
+        if cached is not None:
             return cached
         token = bearer_token(request)
         if token is None:

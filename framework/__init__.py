@@ -1,0 +1,48 @@
+"""Write pipeline-mode connectors for Palantir Foundry compute modules.
+
+Subclass `Connector`, declare typed handles bound to aliases of the job's resource alias map, write a
+transform (or a free-running `run`), and start it with `connector run package.module:ClassName`.
+"""
+
+from ._connector import Connector
+from ._datasets import DatasetInput, DatasetOutput
+from ._errors import (
+    ConfigError,
+    ConnectorError,
+    FoundryError,
+    NotFoundError,
+    PermissionDeniedError,
+    RecordValidationError,
+    UnauthorizedError,
+)
+from ._http import FoundryClient, RetryPolicy
+from ._media import MediaSetInput, MediaSetOutput
+from ._schema import stream_schema
+from ._settings import Environment, ResourceRef, RuntimeSettings, load_environment
+from ._streams import DeadLetter, DeadLetterOutput, StreamInput, StreamOutput
+
+__all__ = [
+    "ConfigError",
+    "Connector",
+    "ConnectorError",
+    "DatasetInput",
+    "DatasetOutput",
+    "DeadLetter",
+    "DeadLetterOutput",
+    "Environment",
+    "FoundryClient",
+    "FoundryError",
+    "MediaSetInput",
+    "MediaSetOutput",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RecordValidationError",
+    "ResourceRef",
+    "RetryPolicy",
+    "RuntimeSettings",
+    "StreamInput",
+    "StreamOutput",
+    "UnauthorizedError",
+    "load_environment",
+    "stream_schema",
+]

@@ -1,0 +1,122 @@
+"""Typed errors: configuration problems, Foundry error envelopes, and invalid records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConnectorError(Exception):
+    """Base of every error the framework raises on purpose."""
+
+
+class ConfigError(ConnectorError):
+    """The environment or the connector declaration is wrong. `str(err)` is one line saying what to do."""
+
+
+class FoundryError(ConnectorError):
+    """Foundry answered with its error envelope (foundry-api.md section 5).
+
+    `error_name` is the stable thing to match on (`StreamNotFound`, `OpenTransactionAlreadyExists`...).
+    """
+
+    status: int = 0
+    retry_after_s: float | None = None  # the server's Retry-After, when it sent one
+
+    def __init__(
+        self,
+        status: int,
+        error_code: str,
+        error_name: str,
+        parameters: dict[str, Any] | None = None,
+        error_instance_id: str | None = None,
+        *,
+        method: str = "",
+        url: str = "",
+    ) -> None:
+        self.status = status
+        self.error_code = error_code
+        self.error_name = error_name
+        self.parameters = dict(parameters or {})
+        self.error_instance_id = error_instance_id
+        self.method = method
+        self.url = url
+        where = f" on {method} {url}" if method else ""
+        params = f" {self.parameters}" if self.parameters else ""
+        super().__init__(f"{status} {error_code} {error_name}{params}{where}")
+
+
+class BadRequestError(FoundryError):
+    """400: the request is wrong (for example `RecordDoesNotMatchStreamSchema`); retrying will not help."""
+
+
+class UnauthorizedError(FoundryError):
+    """401: the job token is missing, unknown or expired (already re-read from BUILD2_TOKEN once)."""
+
+
+class PermissionDeniedError(FoundryError):
+    """403: the job token is not scoped to this resource; declare it as an input or output of the job."""
+
+
+class NotFoundError(FoundryError):
+    """404: the stream, dataset, branch, transaction, file, media set or item does not exist."""
+
+
+class ConflictError(FoundryError):
+    """409: for example `OpenTransactionAlreadyExists`."""
+
+
+class RequestTooLargeError(FoundryError):
+    """413: a record or body over the server's limit."""
+
+
+class RetryableError(FoundryError):
+    """429, 503 and other 5xx: retried with backoff; raised only once retries are exhausted."""
+
+
+_BY_STATUS: dict[int, type[FoundryError]] = {
+    400: BadRequestError,
+    401: UnauthorizedError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: RequestTooLargeError,
+    429: RetryableError,
+}
+
+
+def error_from_envelope(status: int, body: Any, *, method: str = "", url: str = "") -> FoundryError:
+    """Build the typed error for a failed response; tolerates bodies that are not envelopes."""
+    cls = _BY_STATUS.get(status) or (RetryableError if status >= 500 else FoundryError)
+    if isinstance(body, dict) and "errorName" in body:
+        return cls(
+            status,
+            str(body.get("errorCode", "")),
+            str(body["errorName"]),
+            body.get("parameters") if isinstance(body.get("parameters"), dict) else None,
+            body.get("errorInstanceId"),
+            method=method,
+            url=url,
+        )
+    detail = {"body": body[:200]} if isinstance(body, str) and body else None
+    return cls(status, "UNKNOWN", f"HTTP{status}", detail, None, method=method, url=url)
+
+
+class RecordValidationError(ConnectorError):
+    """A record does not match its pydantic model. Carries where it came from so nothing is lost silently."""
+
+    def __init__(
+        self,
+        alias: str,
+        message: str,
+        raw: Any,
+        *,
+        partition: str | None = None,
+        offset: int | None = None,
+    ) -> None:
+        self.alias = alias
+        self.message = message
+        self.raw = raw
+        self.partition = partition
+        self.offset = offset
+        where = f" at partition {partition} offset {offset}" if offset is not None else ""
+        super().__init__(f"record on {alias!r}{where} does not match its model: {message}")

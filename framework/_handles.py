@@ -1,0 +1,192 @@
+"""The base of every input and output handle, and the ack tracking that orders commits after writes.
+
+A handle is declared on a `Connector` class (`numbers = StreamInput[Number]("numbers")`) and is only
+a declaration there. When the connector starts, each declaration is copied and bound to its alias of
+RESOURCE_ALIAS_MAP, so two connector instances never share state.
+
+Lifecycle, driven by the connector: `bind` -> `open` -> (reads / writes) -> `flush` -> `close`.
+`check` replaces `open` for `connector check`: it proves the resource is reachable and stops there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Self, TypeVar, cast, get_args
+
+from pydantic import BaseModel
+
+from ._errors import ConfigError
+
+if TYPE_CHECKING:
+    from structlog.stdlib import BoundLogger
+
+    from ._http import FoundryClient
+    from ._settings import ResourceRef, RuntimeSettings
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+@dataclass
+class HandleMetrics:
+    """Counters for the progress line and for `framework.testing` assertions."""
+
+    records: int = 0
+    invalid: int = 0
+    bytes: int = 0
+    batches: int = 0
+    lag: int | None = None
+
+
+@dataclass
+class Binding:
+    """What a declared handle is given at start-up: its resource, and the means to reach it."""
+
+    alias: str
+    ref: ResourceRef
+    client: FoundryClient
+    runtime: RuntimeSettings
+    log: BoundLogger
+    connector_name: str
+    metrics: HandleMetrics = field(default_factory=HandleMetrics)
+
+
+class Handle:
+    """Something declared on a connector and bound to one alias of the resource alias map."""
+
+    direction: ClassVar[Literal["input", "output"]]
+    kind: ClassVar[Literal["stream", "dataset", "media_set"]]
+
+    def __init__(self, alias: str) -> None:
+        if not alias or not isinstance(alias, str):
+            raise ConfigError(f"{type(self).__name__} needs the alias of a resource, got {alias!r}")
+        self.alias = alias
+        self.attr_name = alias
+        self._binding: Binding | None = None
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attr_name = name
+
+    def bind(self, binding: Binding) -> Self:
+        """A bound copy: the class-level declaration stays a declaration."""
+        bound = copy.copy(self)
+        bound._binding = binding
+        return bound
+
+    @property
+    def binding(self) -> Binding:
+        if self._binding is None:
+            raise RuntimeError(
+                f"{type(self).__name__}({self.alias!r}) is used before the connector started; "
+                "use it from transform(), run() or setup()"
+            )
+        return self._binding
+
+    @property
+    def rid(self) -> str:
+        return self.binding.ref.rid
+
+    @property
+    def branch(self) -> str:
+        return self.binding.ref.branch
+
+    @property
+    def client(self) -> FoundryClient:
+        return self.binding.client
+
+    @property
+    def log(self) -> BoundLogger:
+        return self.binding.log
+
+    @property
+    def metrics(self) -> HandleMetrics:
+        return self.binding.metrics
+
+    async def open(self) -> None:
+        """Called once before the first read or write."""
+
+    async def check(self) -> None:
+        """Prove the resource exists and the job token may use it, without moving data."""
+
+    async def flush(self) -> None:
+        """Outputs: push everything buffered and wait until Foundry acknowledged it."""
+
+    async def close(self) -> None:
+        """Release resources; outputs abort anything not flushed (never leave half-written data)."""
+
+    def __repr__(self) -> str:
+        state = f"bound to {self._binding.ref.rid}" if self._binding else "unbound"
+        return f"{type(self).__name__}({self.alias!r}, {state})"
+
+
+class ModelHandle(Handle, Generic[ModelT]):
+    """A handle whose records are pydantic models: `StreamInput[Number]("numbers")`.
+
+    The model comes from the subscript (read at start-up from `__orig_class__`, which Python sets after
+    `__init__`) or from `model=`.
+    """
+
+    def __init__(self, alias: str, *, model: type[ModelT] | None = None) -> None:
+        super().__init__(alias)
+        self._model = model
+
+    @property
+    def model(self) -> type[ModelT]:
+        if self._model is None:
+            orig = getattr(self, "__orig_class__", None)
+            args = get_args(orig) if orig is not None else ()
+            if not args or not (isinstance(args[0], type) and issubclass(args[0], BaseModel)):
+                raise ConfigError(
+                    f"{type(self).__name__}({self.alias!r}) has no record model: declare it as "
+                    f"{type(self).__name__}[MyModel]({self.alias!r}) with a pydantic model"
+                )
+            self._model = cast("type[ModelT]", args[0])
+        return self._model
+
+
+# Ack tracking: writes made while the framework processes an input batch are collected here, so the
+# batch's offsets are committed only once every one of those writes has been acknowledged.
+
+_current_tracker: ContextVar[AckTracker | None] = ContextVar("framework_ack_tracker", default=None)
+
+
+class AckTracker:
+    """The acknowledgements one input batch waits for before its offsets may be committed."""
+
+    def __init__(self) -> None:
+        self.pending: list[asyncio.Future[None]] = []
+        self.created = time.monotonic()
+
+    async def wait(self) -> None:
+        """Return once every write is acknowledged; raise the first failure."""
+        if self.pending:
+            await asyncio.gather(*self.pending)
+
+    @contextmanager
+    def active(self) -> Iterator[AckTracker]:
+        token = _current_tracker.set(self)
+        try:
+            yield self
+        finally:
+            _current_tracker.reset(token)
+
+
+def track(ack: asyncio.Future[None]) -> None:
+    """Outputs call this for every write; it binds the write to the input batch being processed."""
+    tracker = _current_tracker.get()
+    if tracker is not None:
+        tracker.pending.append(ack)
+
+
+def as_model(model: type[ModelT], record: Any) -> ModelT:
+    """Accept a model instance or anything pydantic can validate into one (dict, another model)."""
+    if isinstance(record, model):
+        return record
+    if isinstance(record, BaseModel):
+        record = record.model_dump()
+    return model.model_validate(record)

@@ -1,0 +1,225 @@
+"""Byte plumbing shared by dataset and media handles: upload bodies, bounded streaming, atomic downloads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ._errors import ConnectorError
+
+Body = bytes | os.PathLike[str] | AsyncIterable[bytes]
+UploadBody = bytes | Callable[[], AsyncIterable[bytes]]
+
+CHUNK_BYTES = 1024 * 1024
+
+
+def upload_body(body: Body, chunk_bytes: int = CHUNK_BYTES) -> UploadBody:
+    """What `FoundryClient.upload` takes: bytes, or a callable it may re-invoke on retry.
+
+    A file is re-read from the start on each call, so retries are safe; an async iterable can only be
+    consumed once, so a second call (a retry after part of it was sent) fails loudly instead of
+    uploading a truncated body.
+    """
+    if isinstance(body, bytes | bytearray | memoryview):
+        return bytes(body)
+    if isinstance(body, os.PathLike):
+        path = Path(body)
+
+        async def read_file() -> AsyncIterator[bytes]:
+            handle = await asyncio.to_thread(path.open, "rb")
+            try:
+                while chunk := await asyncio.to_thread(handle.read, chunk_bytes):
+                    yield chunk
+            finally:
+                await asyncio.to_thread(handle.close)
+
+        return read_file
+    if isinstance(body, AsyncIterable):
+        used = False
+
+        def once() -> AsyncIterable[bytes]:
+            nonlocal used
+            if used:
+                raise ConnectorError("a streamed upload body cannot be replayed for a retry; pass bytes or a path")
+            used = True
+            return body
+
+        return once
+    raise TypeError(f"upload body must be bytes, a path or an async iterable of bytes, got {type(body).__name__}")
+
+
+async def write_atomically(chunks: AsyncIterable[bytes], dest: Path) -> int:
+    """Write to a temporary sibling then rename, so `dest` is never a partial file. Returns the size."""
+    dest = Path(dest)
+    tmp = dest.with_name(f".{dest.name}.part")
+    await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
+    handle = await asyncio.to_thread(tmp.open, "wb")
+    size = 0
+    try:
+        async for chunk in chunks:
+            await asyncio.to_thread(handle.write, chunk)
+            size += len(chunk)
+        await asyncio.to_thread(handle.close)
+        await asyncio.to_thread(os.replace, tmp, dest)
+    except BaseException:
+        await asyncio.to_thread(handle.close)
+        await asyncio.to_thread(tmp.unlink, missing_ok=True)
+        raise
+    return size
+
+
+class BytePipe:
+    """A bounded, thread-safe byte queue: the event loop writes HTTP chunks, a worker thread reads them.
+
+    It lets pyarrow's blocking IPC reader consume a response as it arrives: at most about `max_bytes`
+    (or the one message the reader is waiting for, if larger) is ever held here. The writer never blocks
+    a thread: when the pipe is full it waits for `on_space`, which the reader calls after each read.
+    """
+
+    closed = False  # read by pyarrow.PythonFile
+    received = 0  # bytes put so far, to tell an empty body from a broken one
+
+    def __init__(self, max_bytes: int = 8 * CHUNK_BYTES, on_space: Callable[[], None] | None = None) -> None:
+        self._on_space = on_space
+        self._cond = threading.Condition()
+        self._chunks: deque[bytes] = deque()
+        self._size = 0  # bytes buffered and not yet read
+        self._offset = 0  # read position in the first chunk (no copying of partly read chunks)
+        self._max = max_bytes
+        self._want = 0
+        self._eof = False
+        self._cancelled = False
+        self._error: BaseException | None = None
+
+    # Writer side (event loop): never blocks.
+
+    def _has_room(self) -> bool:
+        return self._size < max(self._max, self._want) or self._cancelled
+
+    def try_put(self, chunk: bytes) -> bool:
+        with self._cond:
+            if not self._has_room():
+                return False
+            self._append(chunk)
+            return True
+
+    def _append(self, chunk: bytes) -> None:
+        if not self._cancelled:
+            self._chunks.append(chunk)
+            self._size += len(chunk)
+            self._cond.notify_all()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """End of the body; the reader sees EOF, or `error` if the download failed."""
+        with self._cond:
+            self._eof = True
+            self._error = error
+            self._cond.notify_all()
+
+    def cancel(self) -> None:
+        """The consumer is gone: unblock both sides and drop what is buffered."""
+        with self._cond:
+            self._cancelled = self._eof = True
+            self._error = self._error or ConnectorError("stream cancelled")
+            self._chunks.clear()
+            self._size = self._offset = 0
+            self._cond.notify_all()
+
+    # Reader side (worker thread): file-like, as pyarrow.PythonFile expects.
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        with self._cond:
+            self._want = n if n >= 0 else 1 << 62
+            starved = self._size < self._want and not self._eof
+        if starved and self._on_space is not None:
+            self._on_space()  # the writer may be waiting for room that wanting more just made
+        with self._cond:
+            self._cond.wait_for(lambda: self._size >= self._want or self._eof)
+            self._want = 0
+            if self._error is not None and (self._cancelled or n < 0 or self._size < n):
+                raise self._error
+            out = bytearray()
+            while self._chunks and (n < 0 or len(out) < n):
+                head = self._chunks[0]
+                take = len(head) - self._offset if n < 0 else min(len(head) - self._offset, n - len(out))
+                out += memoryview(head)[self._offset : self._offset + take]
+                self._offset += take
+                if self._offset == len(head):
+                    self._chunks.popleft()
+                    self._offset = 0
+            self._size -= len(out)
+        if self._on_space is not None:
+            self._on_space()
+        return bytes(out)
+
+    def close(self) -> None:
+        pass
+
+
+def _next_batch(reader: Any) -> Any:
+    try:
+        return reader.read_next_batch()
+    except StopIteration:  # cannot cross a Future: signal the end with None
+        return None
+
+
+async def arrow_batches(chunks: AsyncIterable[bytes], max_buffer_bytes: int = 8 * CHUNK_BYTES) -> AsyncIterator[Any]:
+    """Decode an Arrow IPC stream as it downloads, one RecordBatch at a time, in bounded memory.
+
+    pyarrow's reader blocks, so it runs on a thread of its own (never starving, or starved by, the shared
+    executor). An empty body (what a dataset without files may answer) yields no batches.
+    """
+    loop = asyncio.get_running_loop()
+    space = asyncio.Event()
+
+    def on_space() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop may be closing while the thread finishes
+            loop.call_soon_threadsafe(space.set)
+
+    pipe = BytePipe(max_buffer_bytes, on_space)
+
+    async def pump() -> None:
+        try:
+            async for chunk in chunks:
+                pipe.received += len(chunk)
+                while True:
+                    space.clear()  # before trying: a read after a failed try sets it again
+                    if pipe.try_put(chunk):
+                        break
+                    await space.wait()
+        except BaseException as err:
+            pipe.finish(err if isinstance(err, Exception) else ConnectorError("download cancelled"))
+            raise
+        pipe.finish()
+
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arrow-ipc")
+    pumping = asyncio.create_task(pump())
+    try:
+        try:
+            reader = await loop.run_in_executor(worker, pa.ipc.open_stream, pa.PythonFile(pipe, mode="r"))
+        except pa.ArrowInvalid:
+            await pumping
+            if pipe.received == 0:
+                return
+            raise
+        while (batch := await loop.run_in_executor(worker, _next_batch, reader)) is not None:
+            yield batch
+        await pumping
+    finally:
+        pipe.cancel()
+        if not pumping.done():
+            pumping.cancel()
+        await asyncio.gather(pumping, return_exceptions=True)
+        worker.shutdown(wait=False)

@@ -1,0 +1,187 @@
+"""Running a connector as a process: environment, logging, signals, progress, bounded shutdown, exit codes.
+
+Exit codes: 0 clean stop, 1 the connector failed (Foundry error, transform exception, shutdown timed
+out), 2 configuration problem (environment, alias map, connector declaration).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import os
+import signal
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from structlog.stdlib import BoundLogger
+
+from ._connector import Connector
+from ._errors import ConfigError, FoundryError
+from ._http import FoundryClient, RetryPolicy
+from ._logging import LogFormat, configure_logging, get_logger, register_secret
+from ._settings import Environment, load_environment
+from ._streams import StreamInput
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def load_connector_class(spec: str) -> type[Connector]:
+    """`package.module:ClassName` -> the class, or a one-line ConfigError saying what is wrong."""
+    module_name, sep, class_name = spec.partition(":")
+    if not sep or not module_name or not class_name:
+        raise ConfigError(f"connector {spec!r} is not of the form package.module:ClassName")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"cannot import module {module_name!r} for connector {spec!r}: {exc}") from exc
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Connector)):
+        raise ConfigError(f"{spec!r} is not a Connector subclass (found {type(cls).__name__} in {module_name})")
+    return cls
+
+
+def _setup_logging(environ: Mapping[str, str]) -> BoundLogger:
+    """Logging comes up before the environment is validated, so that validation errors are logged too.
+
+    An invalid CONNECTOR_LOG_* value falls back to the default here and is reported by `load_environment`.
+    """
+    fmt = environ.get("CONNECTOR_LOG_FORMAT", "auto")
+    format_: LogFormat = fmt if fmt in ("json", "console") else "auto"  # type: ignore[assignment]
+    try:
+        configure_logging(format_, environ.get("CONNECTOR_LOG_LEVEL", "INFO"))
+    except ValueError:
+        configure_logging(format_, "INFO")
+    return get_logger("connector")
+
+
+def _register_secrets(env: Environment) -> None:
+    with contextlib.suppress(ConfigError):  # reported when the client first needs the token
+        register_secret(env.read_token())
+    if env.source_credentials_path is not None:
+        for value in env.source_credentials().values():
+            register_secret(value)
+
+
+async def _progress(connector: Connector, interval_s: float) -> None:
+    """One line every `interval_s`: records in and out, rates, lag per input."""
+    last: dict[str, int] = {}
+    last_at = time.monotonic()
+    while await connector.sleep(interval_s):
+        now = time.monotonic()
+        elapsed = max(now - last_at, 1e-9)
+        inputs: dict[str, Any] = {}
+        for handle in connector.inputs:
+            lag = None
+            if isinstance(handle, StreamInput):
+                try:
+                    lag = await handle.lag()
+                except Exception:
+                    lag = handle.metrics.lag
+            m = handle.metrics
+            rate = (m.records - last.get(handle.alias, 0)) / elapsed
+            inputs[handle.alias] = {"records": m.records, "invalid": m.invalid, "per_s": round(rate, 1), "lag": lag}
+            last[handle.alias] = m.records
+        outputs: dict[str, Any] = {}
+        for handle in connector.outputs:
+            m = handle.metrics
+            rate = (m.records - last.get(handle.alias, 0)) / elapsed
+            outputs[handle.alias] = {"records": m.records, "rejected": m.invalid, "per_s": round(rate, 1)}
+            last[handle.alias] = m.records
+        last_at = now
+        connector.log.info("progress", inputs=inputs, outputs=outputs)
+
+
+async def serve_connector(
+    cls: type[Connector], env: Environment, *, log: BoundLogger, handle_signals: bool = True
+) -> int:
+    """Run `cls` until it stops; returns the exit code. Signals stop it gracefully within a bound."""
+    runtime = env.runtime
+    async with FoundryClient(env, retry=RetryPolicy.from_runtime(runtime)) as client:
+        connector = cls(env, client, log.bind(connector=cls.name or cls.__name__))
+        task = asyncio.create_task(connector.serve(), name="connector")
+        loop = asyncio.get_running_loop()
+        deadline: list[asyncio.TimerHandle] = []
+
+        def on_signal(signame: str) -> None:
+            if connector.stopping.is_set():
+                log.warning("second signal: stopping now", signal=signame)
+                task.cancel()
+                return
+            log.info("stopping", signal=signame, timeout_s=runtime.shutdown_timeout_s)
+            connector.stop()
+            deadline.append(loop.call_later(runtime.shutdown_timeout_s, task.cancel))
+
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, on_signal, sig.name)
+        progress = asyncio.create_task(_progress(connector, runtime.progress_interval_s), name="progress")
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not connector.stopping.is_set():
+                raise
+            log.error(
+                "shutdown timed out; uncommitted records will be read again on restart",
+                timeout_s=runtime.shutdown_timeout_s,
+            )
+            return EXIT_FAILED
+        except ConfigError as exc:
+            log.error("configuration error", error=str(exc))
+            return EXIT_CONFIG
+        except FoundryError as exc:
+            log.error("Foundry error", error=str(exc), error_name=exc.error_name, status=exc.status)
+            return EXIT_FAILED
+        except Exception as exc:
+            log.exception("connector failed", error=f"{type(exc).__name__}: {exc}")
+            return EXIT_FAILED
+        finally:
+            connector.stop()
+            progress.cancel()
+            for handle in deadline:
+                handle.cancel()
+            if handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+        log.info("stopped", inputs={h.alias: h.metrics.records for h in connector.inputs})
+        return EXIT_OK
+
+
+async def check_connector(cls: type[Connector], env: Environment, *, log: BoundLogger) -> int:
+    """Validate the declaration, aliases and reachability of every declared resource."""
+    async with FoundryClient(env, retry=RetryPolicy.from_runtime(env.runtime)) as client:
+        connector = cls(env, client, log)
+        failures = 0
+        for handle in connector.handles.values():
+            try:
+                await handle.check()
+            except (FoundryError, ConfigError) as exc:
+                failures += 1
+                log.error("check failed", alias=handle.alias, rid=handle.rid, error=str(exc))
+            else:
+                log.info("check ok", alias=handle.alias, kind=handle.kind, rid=handle.rid, branch=handle.branch)
+        connector.mode()
+        return EXIT_FAILED if failures else EXIT_OK
+
+
+def main_run(
+    spec_or_cls: str | type[Connector], *, check: bool = False, environ: Mapping[str, str] | None = None
+) -> int:
+    """Entry point of `connector run` / `connector check`."""
+    environ = os.environ if environ is None else environ
+    log = _setup_logging(environ)
+    try:
+        cls = load_connector_class(spec_or_cls) if isinstance(spec_or_cls, str) else spec_or_cls
+        env = load_environment(environ)
+        _register_secrets(env)
+        if check:
+            return asyncio.run(check_connector(cls, env, log=log))
+        for handle in cls.declared_handles().values():
+            env.ref(handle.alias)  # fail before connecting when an alias is missing
+        return asyncio.run(serve_connector(cls, env, log=log))
+    except ConfigError as exc:
+        log.error("configuration error", error=str(exc))
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_OK

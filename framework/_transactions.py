@@ -1,0 +1,240 @@
+"""Dataset transactions: open (recovering a stale one), upload Parquet parts concurrently, commit or abort.
+
+Guarantee: a transaction is committed only when every upload made in it succeeded; any failure,
+cancellation or shutdown aborts it, so no reader ever sees a half-written output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ._errors import ConflictError, ConnectorError
+from ._io import Body, upload_body
+
+if TYPE_CHECKING:
+    from ._datasets import DatasetOutput
+
+TransactionType = Literal["APPEND", "UPDATE", "SNAPSHOT", "DELETE"]
+Status = Literal["OPEN", "COMMITTED", "ABORTED"]
+
+
+def dataset_path(rid: str, *segments: str) -> str:
+    """`/v2/datasets/{rid}/...` with every segment percent-encoded (file paths keep no raw `/`)."""
+    return "/".join(["/v2/datasets", quote(rid, safe=""), *(quote(s, safe="") for s in segments)])
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class DatasetFile:
+    """One file of a dataset view, as `GET /files` lists it."""
+
+    path: str
+    transaction_rid: str
+    size_bytes: int | None
+    updated_time: datetime | None
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> DatasetFile:
+        size = body.get("sizeBytes")
+        return cls(
+            str(body["path"]),
+            str(body.get("transactionRid", "")),
+            int(size) if size is not None else None,
+            _time(body.get("updatedTime")),
+        )
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """A dataset transaction's state, as the server reported it last."""
+
+    rid: str
+    transaction_type: str
+    status: str
+    created_time: datetime | None
+    closed_time: datetime | None
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Transaction:
+        return cls(
+            str(body["rid"]),
+            str(body.get("transactionType", "")),
+            str(body.get("status", "")),
+            _time(body.get("createdTime")),
+            _time(body.get("closedTime")),
+        )
+
+
+def part_name(prefix: str = "") -> str:
+    """Unique and sortable by write time: `<prefix>part-20240102T030405123456Z-<uuid>.parquet`."""
+    return f"{prefix}part-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex}.parquet"
+
+
+def split_table(table: pa.Table, max_file_bytes: int) -> list[pa.Table]:
+    """Zero-copy slices of about `max_file_bytes` of Arrow data each (Parquet files come out smaller)."""
+    if table.num_rows == 0:
+        return [table]
+    per_row = max(1, table.nbytes // table.num_rows)
+    rows = max(1, max_file_bytes // per_row)
+    return [table.slice(start, rows) for start in range(0, table.num_rows, rows)]
+
+
+def encode_parquet(table: pa.Table, row_group_rows: int, compression: str) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, row_group_size=row_group_rows, compression=compression)
+    return sink.getvalue()
+
+
+async def open_transaction(out: DatasetOutput, type_: TransactionType) -> Transaction:
+    """Create a transaction; a stale OPEN one on this branch (a killed earlier run) is aborted first.
+
+    Only one transaction may be open per branch, and this output serialises its own, so an open one
+    found here was left behind by a previous process writing this same branch.
+    """
+    path = dataset_path(out.rid, "transactions")
+    for attempt in range(3):
+        try:
+            body = await out.client.request_json(
+                "POST", path, params={"branchName": out.branch}, json={"transactionType": type_}
+            )
+            return Transaction.from_json(body)
+        except ConflictError as err:
+            if err.error_name != "OpenTransactionAlreadyExists" or attempt == 2:
+                raise
+            await _abort_stale(out, err)
+    raise AssertionError("unreachable")
+
+
+async def _abort_stale(out: DatasetOutput, err: ConflictError) -> None:
+    stale = err.parameters.get("transactionRid")
+    if not isinstance(stale, str):
+        branch = await out.client.request_json("GET", dataset_path(out.rid, "branches", out.branch))
+        stale = branch.get("transactionRid") if isinstance(branch, dict) else None
+    if not isinstance(stale, str):
+        raise ConnectorError(
+            f"dataset {out.rid} branch {out.branch!r} has an open transaction that could not be identified"
+        ) from err
+    tx = Transaction.from_json(await out.client.request_json("GET", dataset_path(out.rid, "transactions", stale)))
+    if tx.status == "OPEN":
+        out.log.warning(
+            "aborting stale open transaction", transaction=stale, branch=out.branch, created=str(tx.created_time)
+        )
+        await out.client.request_json("POST", dataset_path(out.rid, "transactions", stale, "abort"))
+
+
+class DatasetTransaction:
+    """An open transaction of a `DatasetOutput`; get one from `output.transaction(mode)`.
+
+    Uploads run concurrently (bounded by the output's `max_concurrent_uploads`). If any upload fails the
+    transaction is marked failed and will be aborted on exit even if the caller caught the error.
+    """
+
+    def __init__(self, out: DatasetOutput, info: Transaction) -> None:
+        self.output = out
+        self.info = info
+        self.files: list[DatasetFile] = []
+        self.failed: BaseException | None = None
+        self.closed = False
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def rid(self) -> str:
+        return self.info.rid
+
+    async def write_table(self, data: Any, *, prefix: str | None = None) -> list[DatasetFile]:
+        """Write a table (or records) as one or more Parquet files; returns them once all are uploaded."""
+        out = self.output
+        table = out.to_table(data)
+        if table.num_rows == 0 and self.info.transaction_type != "SNAPSHOT":
+            return []
+        base = out.prefix if prefix is None else prefix
+        parts = split_table(table, out.max_file_bytes)
+        tasks = [asyncio.create_task(self._write_part(part, part_name(base))) for part in parts]
+        try:
+            files = list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        out.metrics.records += table.num_rows
+        return files
+
+    async def _write_part(self, part: pa.Table, path: str) -> DatasetFile:
+        async with self.output.upload_slots:
+            out = self.output
+            data = await asyncio.to_thread(encode_parquet, part, out.row_group_rows, out.compression)
+            return await self._upload(path, data)
+
+    async def upload_file(self, path: str, body: Body) -> DatasetFile:
+        """Upload one file (bytes, a local path, or an async iterable of bytes) into this transaction."""
+        async with self.output.upload_slots:
+            return await self._upload(path, body)
+
+    async def _upload(self, path: str, body: Body) -> DatasetFile:
+        if self.closed:
+            raise ConnectorError(f"transaction {self.rid} is already {self.info.status.lower()}")
+        out = self.output
+        params = {"branchName": out.branch, "transactionRid": self.rid}
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            result = await out.client.upload(
+                "POST", dataset_path(out.rid, "files", path, "upload"), body=upload_body(body), params=params
+            )
+        except BaseException as err:
+            self.failed = self.failed or err
+            raise
+        finally:
+            self._inflight -= 1
+            if not self._inflight:
+                self._idle.set()
+        file = DatasetFile.from_json(result) if isinstance(result, dict) else DatasetFile(path, self.rid, None, None)
+        self.files.append(file)
+        out.metrics.bytes += file.size_bytes or (len(body) if isinstance(body, bytes) else 0)
+        return file
+
+    async def commit(self) -> None:
+        await self._idle.wait()  # uploads started in other tasks must land (or fail) first
+        if self.failed is not None:
+            raise ConnectorError(f"transaction {self.rid} had a failed upload; it was not committed") from self.failed
+        body = await self.output.client.request_json(
+            "POST", dataset_path(self.output.rid, "transactions", self.rid, "commit")
+        )
+        self.closed = True
+        self.info = Transaction.from_json(body) if isinstance(body, dict) else self.info
+        self.output.metrics.batches += 1
+        self.output.log.debug("transaction committed", transaction=self.rid, files=len(self.files))
+
+    async def abort(self) -> None:
+        """Abort once; a failure to abort is logged (the server drops the transaction's files either way)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            await self.output.client.request_json(
+                "POST", dataset_path(self.output.rid, "transactions", self.rid, "abort")
+            )
+            self.info = Transaction(self.rid, self.info.transaction_type, "ABORTED", self.info.created_time, None)
+            self.output.log.info("transaction aborted", transaction=self.rid)
+        except Exception as err:  # the original failure matters more; a restart cleans up
+            self.output.log.warning("transaction abort failed", transaction=self.rid, error=str(err))

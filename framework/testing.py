@@ -1,0 +1,211 @@
+"""Test a connector against a real local fake Foundry, in your own test suite.
+
+    async with FakeFoundry(tmp_path) as foundry:
+        numbers = await foundry.create_stream("numbers", Number, partitions=3)
+        doubled = await foundry.create_stream("doubled", Doubled)
+        job = await foundry.job(inputs={"numbers": numbers}, outputs={"doubled": doubled})
+        await foundry.publish(numbers, [{"x": i} for i in range(10)])
+        async with job.running(Doubler) as connector:
+            await foundry.wait_for_records(doubled, 10)
+        assert sorted(r["twice_x"] for r in await foundry.records(doubled)) == [...]
+
+The fake runs inside the test's event loop on 127.0.0.1 (real sockets) and keeps its state in the given
+folder; `job.environ` is the environment a container would get, usable for a subprocess as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+from pydantic import BaseModel
+from structlog.testing import capture_logs
+
+from fake_stream_proxy import FakeServer
+
+from ._connector import Connector
+from ._http import FoundryClient
+from ._schema import stream_schema
+from ._settings import load_environment
+
+__all__ = ["FakeFoundry", "Job", "capture_logs"]
+
+C = TypeVar("C", bound=Connector)
+
+
+@dataclass
+class Job:
+    """A job declared on the fake: its scoped token, alias map and the environment a container gets."""
+
+    foundry: FakeFoundry
+    rid: str
+    token: str
+    alias_map: dict[str, Any]
+    environ: dict[str, str]
+
+    @asynccontextmanager
+    async def running(
+        self, cls: type[C], *, extra_env: Mapping[str, str] | None = None, timeout_s: float = 30
+    ) -> AsyncIterator[C]:
+        """Run `cls` in this event loop for the body of the `with`; then stop it gracefully.
+
+        Leaving the block stops the connector (flush, commit) and re-raises anything it failed with.
+        """
+        env = load_environment({**self.environ, **(extra_env or {})})
+        async with FoundryClient(env) as client:
+            connector = cls(env, client)
+            task = asyncio.create_task(connector.serve())
+            try:
+                yield connector
+            finally:
+                connector.stop()
+                await asyncio.wait_for(task, timeout_s)
+
+    async def provenance(self) -> dict[str, Any]:
+        return await self.foundry.provenance(self.rid)
+
+
+class FakeFoundry:
+    """A fake Foundry for tests, with admin helpers: create resources and jobs, publish, read back."""
+
+    def __init__(
+        self, state_dir: Path, *, port: int = 0, url: str | None = None, admin_token: str | None = None
+    ) -> None:
+        """In-process fake under `state_dir`; or, with `url` and `admin_token`, one already running."""
+        self.state_dir = Path(state_dir)
+        self.server = None if url else FakeServer(self.state_dir / "fake-state", port=port)
+        self._url = url
+        self._admin_token = admin_token
+        self._session: aiohttp.ClientSession | None = None
+        self._jobs = 0
+
+    @property
+    def url(self) -> str:
+        return self.server.url if self.server is not None else str(self._url)
+
+    async def __aenter__(self) -> FakeFoundry:
+        if self.server is not None:
+            await self.server.start()
+            self._admin_token = self.server.admin_token
+        self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self._admin_token}"})
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self.server is not None:
+            await self.server.stop()
+
+    async def restart(self) -> None:
+        """Stop and start the fake on the same port and state: a durability test's crash."""
+        assert self.server is not None, "only an in-process fake can be restarted"
+        await self.server.restart()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        assert self._session is not None, "use `async with FakeFoundry(...)`"
+        async with self._session.request(method, f"{self.url}{path}", **kwargs) as resp:
+            if resp.status >= 400:
+                raise AssertionError(f"{method} {path} -> {resp.status}: {await resp.text()}")
+            return await resp.json() if resp.content_type == "application/json" else await resp.read()
+
+    async def create_stream(
+        self,
+        name: str,
+        model: type[BaseModel] | None = None,
+        *,
+        partitions: int = 1,
+        branch: str = "master",
+        schema: dict[str, Any] | None = None,
+    ) -> str:
+        """A stream whose schema is derived from `model` (or given); returns its rid."""
+        body: dict[str, Any] = {"type": "stream", "name": name, "partitions": partitions, "branch": branch}
+        if schema is not None or model is not None:
+            body["schema"] = schema if schema is not None else stream_schema(model)  # type: ignore[arg-type]
+        created = await self._call("POST", "/_fake/resources", json=body)
+        return str(created["rid"])
+
+    async def create_dataset(self, name: str) -> str:
+        created = await self._call("POST", "/_fake/resources", json={"type": "dataset", "name": name})
+        return str(created["rid"])
+
+    async def create_media_set(self, name: str, *, transactional: bool = False) -> str:
+        body = {"type": "media_set", "name": name, "transactional": transactional}
+        created = await self._call("POST", "/_fake/resources", json=body)
+        return str(created["rid"])
+
+    async def job(self, inputs: Mapping[str, Any], outputs: Mapping[str, Any]) -> Job:
+        """Declare a job; writes its token and alias map files and returns the container environment."""
+        created = await self._call("POST", "/_fake/jobs", json={"inputs": dict(inputs), "outputs": dict(outputs)})
+        self._jobs += 1
+        folder = self.state_dir / f"job-{self._jobs}"
+        folder.mkdir(parents=True, exist_ok=True)
+        token_file, alias_file = folder / "token", folder / "resource-alias-map.json"
+        token_file.write_text(created["token"] + "\n")
+        alias_file.write_text(json.dumps(created["resourceAliasMap"]))
+        environ = {
+            "BUILD2_TOKEN": str(token_file),
+            "RESOURCE_ALIAS_MAP": str(alias_file),
+            "FOUNDRY_URL": self.url,
+            "CONNECTOR_LOG_FORMAT": "json",
+            "CONNECTOR_POLL_INTERVAL_MS": "50",
+            "CONNECTOR_PUBLISH_LINGER_MS": "5",
+        }
+        return Job(self, created["jobRid"], created["token"], created["resourceAliasMap"], environ)
+
+    def _stream_path(self, rid: str, branch: str, suffix: str) -> str:
+        return f"/api/v2/highScale/streams/datasets/{quote(rid, safe='')}/streams/{quote(branch, safe='')}{suffix}"
+
+    async def publish(self, rid: str, records: list[dict[str, Any]], *, branch: str = "master") -> None:
+        """Publish as the admin (records are not validated by any model here: test bad input freely)."""
+        for start in range(0, len(records), 1000):
+            await self._call(
+                "POST",
+                self._stream_path(rid, branch, "/publishRecords"),
+                json={"records": records[start : start + 1000]},
+            )
+
+    async def records(self, rid: str, *, branch: str = "master") -> list[dict[str, Any]]:
+        """Every record of every partition, as `{"partition", "offset", "value"}`, in partition order."""
+        ends = await self._call("GET", self._stream_path(rid, branch, "/getEndOffsets"), params={"preview": "true"})
+        found: list[dict[str, Any]] = []
+        for partition in sorted(ends, key=int):
+            offset = 0
+            while offset < int(ends[partition]):
+                page = await self._call(
+                    "GET",
+                    self._stream_path(rid, branch, "/getRecords"),
+                    params={"partitionId": partition, "startOffset": offset, "limit": 1000, "preview": "true"},
+                )
+                if not page:
+                    break
+                found += [{"partition": partition, "offset": int(r["offset"]), "value": r["value"]} for r in page]
+                offset = int(page[-1]["offset"]) + 1
+        return found
+
+    async def wait_for_records(
+        self, rid: str, count: int, *, branch: str = "master", timeout_s: float = 20
+    ) -> list[dict[str, Any]]:
+        """Poll until the stream holds at least `count` records; fail with what it has after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = await self.records(rid, branch=branch)
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"stream {rid} has {len(found)} records after {timeout_s}s, expected {count}")
+            await asyncio.sleep(0.05)
+
+    async def provenance(self, job_rid: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("GET", "/_fake/provenance", params={"jobRid": job_rid})
+        return result

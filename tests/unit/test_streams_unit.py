@@ -1,0 +1,359 @@
+"""StreamOutput and StreamInput against aioresponses: batching, linger, order, acks, schema rejections, reads."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aioresponses import aioresponses
+from pydantic import BaseModel
+
+from framework._errors import ConfigError, PermissionDeniedError, RecordValidationError
+from framework._handles import AckTracker
+from framework._http import FoundryClient, RetryPolicy
+from framework._settings import Environment
+from framework._streams import StreamInput, StreamOutput
+
+from .stream_mocks import InputStream, Publishes, bind, make_env, wait_for
+
+pytestmark = pytest.mark.timeout(20)
+
+FAST = RetryPolicy(max_attempts=2, initial_backoff_s=0.001, max_backoff_s=0.002)
+
+
+class Number(BaseModel):
+    x: int
+
+
+class Doubled(BaseModel):
+    twice_x: int
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Environment:
+    return make_env(tmp_path)
+
+
+@pytest.fixture
+async def client(env: Environment) -> AsyncIterator[FoundryClient]:
+    async with FoundryClient(env, retry=FAST) as c:
+        yield c
+
+
+@pytest.fixture
+def mock() -> Iterator[aioresponses]:
+    with aioresponses() as m:
+        yield m
+
+
+async def opened_output(
+    env: Environment, client: FoundryClient, mock: aioresponses, *, batch_size: int, linger_ms: float
+) -> StreamOutput[Doubled]:
+    out = bind(StreamOutput[Doubled]("doubled", batch_size=batch_size, linger_ms=linger_ms), env, client)
+    await out.open()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- StreamOutput
+
+
+async def test_output_sends_full_batches_at_once_and_keeps_order(
+    env: Environment, client: FoundryClient, mock: aioresponses
+) -> None:
+    sent = Publishes(mock, "doubled")
+    out = await opened_output(env, client, mock, batch_size=3, linger_ms=10_000)
+    try:
+        for i in range(7):
+            await out.publish(Doubled(twice_x=i))
+        await wait_for(lambda: len(sent.batches) == 2, "the two full batches")
+        await asyncio.sleep(0.05)
+        assert [len(b) for b in sent.batches] == [3, 3]  # the seventh lingers (10 s)
+        assert out.pending == 1
+        await out.flush()
+        assert [len(b) for b in sent.batches] == [3, 3, 1]
+        assert [r["twice_x"] for r in sent.records] == list(range(7))
+        assert out.pending == 0 and out.metrics.records == 7 and out.metrics.batches == 3
+    finally:
+        await out.close()
+
+
+async def test_output_sends_a_partial_batch_after_the_linger_time(
+    env: Environment, client: FoundryClient, mock: aioresponses
+) -> None:
+    sent = Publishes(mock, "doubled")
+    out = await opened_output(env, client, mock, batch_size=100, linger_ms=150)
+    try:
+        started = time.monotonic()
+        await out.publish(Doubled(twice_x=1))
+        await out.publish({"twice_x": 2})  # dicts are validated into the model too
+        await asyncio.sleep(0.05)
+        assert sent.batches == []
+        await wait_for(lambda: len(sent.batches) == 1, "the lingering batch")
+        assert time.monotonic() - started >= 0.14
+        assert sent.batches == [[{"twice_x": 1}, {"twice_x": 2}]]
+    finally:
+        await out.close()
+
+
+async def test_many_batches_keep_publish_order(env: Environment, client: FoundryClient, mock: aioresponses) -> None:
+    sent = Publishes(mock, "doubled")
+    out = await opened_output(env, client, mock, batch_size=4, linger_ms=1)
+    try:
+        await out.publish_many(Doubled(twice_x=i) for i in range(50))
+        for i in range(50, 103):
+            await out.publish(Doubled(twice_x=i))
+        await out.flush()
+        assert [r["twice_x"] for r in sent.records] == list(range(103))
+        assert all(len(b) <= 4 for b in sent.batches)
+    finally:
+        await out.close()
+
+
+async def test_flush_waits_for_the_server_to_acknowledge(
+    env: Environment, client: FoundryClient, mock: aioresponses
+) -> None:
+    sent = Publishes(mock, "doubled")
+    sent.gate.clear()
+    out = await opened_output(env, client, mock, batch_size=10, linger_ms=10_000)
+    try:
+        tracker = AckTracker()
+        with tracker.active():
+            await out.publish(Doubled(twice_x=1))
+            await out.publish(Doubled(twice_x=2))
+        assert len(tracker.pending) == 2  # publishes bind to the input batch being processed
+        flushing = asyncio.create_task(out.flush())
+        acked = asyncio.create_task(tracker.wait())
+        await wait_for(lambda: sent.attempts == 1, "the request to be sent")
+        await asyncio.sleep(0.05)
+        assert not flushing.done() and not acked.done()
+        assert out.pending == 2
+        sent.gate.set()
+        await asyncio.wait_for(flushing, 2)
+        await asyncio.wait_for(acked, 2)
+        assert sent.records == [{"twice_x": 1}, {"twice_x": 2}]
+    finally:
+        await out.close()
+
+
+async def test_invalid_record_raises_in_the_caller_and_is_not_buffered(
+    env: Environment, client: FoundryClient, mock: aioresponses
+) -> None:
+    sent = Publishes(mock, "doubled")
+    out = await opened_output(env, client, mock, batch_size=10, linger_ms=1)
+    try:
+        with pytest.raises(RecordValidationError, match="twice_x") as caught:
+            await out.publish({"twice_x": "not a number"})
+        assert caught.value.alias == "doubled"
+        with pytest.raises(RecordValidationError):  # publish_many validates all before buffering any
+            await out.publish_many([{"twice_x": 1}, {"nope": 2}])
+        assert out.pending == 0
+        await out.flush()
+        assert sent.records == []
+    finally:
+        await out.close()
+
+
+async def test_schema_rejection_falls_back_to_one_by_one_and_reports_only_the_rejected(
+    env: Environment, client: FoundryClient, mock: aioresponses
+) -> None:
+    sent = Publishes(mock, "doubled", reject=lambda r: r["twice_x"] == 4)
+    out = await opened_output(env, client, mock, batch_size=10, linger_ms=10_000)
+    rejected: list[tuple[dict[str, int], str]] = []
+
+    async def on_rejected(payload: dict[str, int], error: str) -> None:
+        rejected.append((payload, error))
+
+    out.on_rejected = on_rejected
+    try:
+        await out.publish_many(Doubled(twice_x=i) for i in range(6))
+        await out.flush()  # does not raise: the rejected record went to on_rejected
+        assert sent.batches == []
+        assert sent.singles == [{"twice_x": i} for i in (0, 1, 2, 3, 5)]
+        assert [p for p, _ in rejected] == [{"twice_x": 4}]
+        assert "RecordDoesNotMatchStreamSchema" in rejected[0][1]
+        assert out.metrics.invalid == 1 and out.metrics.records == 5
+    finally:
+        await out.close()
+
+
+async def test_schema_rejection_without_dead_letters_fails_that_record_only(
+    env: Environment, client: FoundryClient, mock: aioresponses
+) -> None:
+    sent = Publishes(mock, "doubled", reject=lambda r: r["twice_x"] == 1)
+    out = await opened_output(env, client, mock, batch_size=10, linger_ms=10_000)
+    try:
+        await out.publish_many(Doubled(twice_x=i) for i in range(3))
+        with pytest.raises(RecordValidationError, match="rejected by the stream schema"):
+            await out.flush()
+        assert sent.singles == [{"twice_x": 0}, {"twice_x": 2}]
+    finally:
+        await out.close()
+
+
+async def test_other_publish_errors_fail_every_record_of_the_batch(
+    env: Environment, client: FoundryClient, mock: aioresponses
+) -> None:
+    Publishes(mock, "doubled", fail_status=403)
+    out = await opened_output(env, client, mock, batch_size=10, linger_ms=10_000)
+    try:
+        tracker = AckTracker()
+        with tracker.active():
+            await out.publish_many(Doubled(twice_x=i) for i in range(3))
+        with pytest.raises(PermissionDeniedError) as caught:
+            await out.flush()
+        assert caught.value.error_name == "PublishRecordsToStreamPermissionDenied"
+        with pytest.raises(PermissionDeniedError):
+            await tracker.wait()
+        assert out.metrics.records == 0
+    finally:
+        await out.close()
+
+
+async def test_a_full_buffer_makes_publish_wait(env: Environment, client: FoundryClient, mock: aioresponses) -> None:
+    sent = Publishes(mock, "doubled")
+    sent.gate.clear()
+    out = await opened_output(env, client, mock, batch_size=2, linger_ms=0)
+    try:
+        for i in range(2):
+            await out.publish(Doubled(twice_x=i))
+        await wait_for(lambda: sent.attempts == 1, "the first batch in flight")
+        for i in range(2, 10):  # fills the buffer: 4 batches
+            await out.publish(Doubled(twice_x=i))
+        blocked = asyncio.create_task(out.publish(Doubled(twice_x=10)))
+        await asyncio.sleep(0.05)
+        assert not blocked.done()
+        sent.gate.set()
+        await asyncio.wait_for(blocked, 2)
+        await out.flush()
+        assert [r["twice_x"] for r in sent.records] == list(range(11))
+    finally:
+        await out.close()
+
+
+async def test_close_fails_what_was_not_sent(env: Environment, client: FoundryClient, mock: aioresponses) -> None:
+    Publishes(mock, "doubled")
+    out = await opened_output(env, client, mock, batch_size=10, linger_ms=10_000)
+    tracker = AckTracker()
+    with tracker.active():
+        await out.publish(Doubled(twice_x=1))
+    await out.close()
+    with pytest.raises(RuntimeError, match="closed before the record was sent"):
+        await tracker.wait()
+    with pytest.raises(RuntimeError, match="not open"):
+        await bind(StreamOutput[Doubled]("doubled"), env, client).publish(Doubled(twice_x=1))
+
+
+# ---------------------------------------------------------------------------------------------- StreamInput
+
+
+async def test_input_parses_read_records_then_reads_ahead_with_get_records(
+    env: Environment, client: FoundryClient, mock: aioresponses
+) -> None:
+    stream = InputStream(
+        mock,
+        "numbers",
+        {
+            "0": [(5, {"x": 1}), ("6", {"x": 2}), (7, {"x": "nope"}), ("8", {"x": 4}), (9, {"x": 5})],
+            "1": [("0", {"x": 10}), (1, {"x": 11}), (2, {"x": 12})],
+        },
+        position={"0": 5, "1": 0},
+    )
+    source = bind(StreamInput[Number]("numbers"), env, client)
+    await source.open()
+    assert stream.calls[:2] == ["createSubscriber", "getReadPosition"]
+    assert source.committed == source.cursor == {"0": 5, "1": 0}
+
+    first = await source.read_batch(limit=3)
+    assert stream.calls[-1] == "readRecords" and stream.read_bodies[-1] == {"limit": 3}
+    assert [r.x for r in first.records] == [1, 2, 10]
+    assert first.origins == [("0", 5), ("0", 6), ("1", 0)]
+    assert first.positions == {"0": 6, "1": 0}
+    assert source.cursor == {"0": 7, "1": 1} and source.committed == {"0": 5, "1": 0}
+
+    # The first batch is not committed: the next read comes from the local cursor through getRecords.
+    second = await source.read_batch(limit=4)
+    assert stream.calls[-2:] == ["getRecords", "getRecords"]
+    assert {p["partitionId"]: (p["startOffset"], p["limit"]) for p in stream.get_params} == {
+        "0": ("7", "2"),
+        "1": ("1", "2"),
+    }
+    assert all(p["preview"] == "true" for p in stream.get_params)
+    assert [r.x for r in second.records] == [4, 11, 12]
+    assert [(i.partition, i.offset, i.raw) for i in second.invalid] == [("0", 7, {"x": "nope"})]
+    assert "x" in second.invalid[0].error
+    assert second.positions == {"0": 8, "1": 2} and second.size == 4
+    assert source.cursor == {"0": 9, "1": 3}
+    assert source.metrics.records == 6 and source.metrics.invalid == 1
+
+    await source.commit(first.positions)
+    assert stream.commits == [{"0": 6, "1": 0}]
+    assert source.committed == {"0": 7, "1": 1}
+    third = await source.read_batch(limit=2)
+    assert stream.calls[-1] == "getRecords"  # the second batch is still in flight
+    assert [r.x for r in third.records] == [5] and third.positions == {"0": 9}
+
+    await source.commit(second.positions)
+    await source.commit(third.positions)
+    assert stream.commits == [{"0": 6, "1": 0}, {"0": 8, "1": 2}, {"0": 9}]
+    assert source.committed == source.cursor == {"0": 10, "1": 3}
+    stream.calls.clear()
+    rest = await source.read_batch(limit=10)  # everything read so far is committed: back to the subscriber
+    assert stream.calls == ["readRecords"]
+    assert rest.size == 0 and rest.positions == {}
+    await source.commit(rest.positions)  # an empty batch commits nothing
+    assert len(stream.commits) == 3
+
+
+async def test_earliest_mode_reads_with_get_records_and_commits_in_memory(
+    tmp_path: Path, client: FoundryClient, mock: aioresponses
+) -> None:
+    env = make_env(tmp_path, CONNECTOR_READ_MODE="earliest")
+    stream = InputStream(mock, "numbers", {"0": [(0, {"x": 1}), (1, {"x": 2})], "1": [("0", {"x": 3})]})
+    source = bind(StreamInput[Number]("numbers"), env, client)
+    await source.open()
+    batch = await source.read_batch(limit=10)
+    assert sorted(r.x for r in batch.records) == [1, 2, 3]
+    await source.commit(batch.positions)
+    assert source.committed == {"0": 2, "1": 1}
+    assert set(stream.calls) == {"getRecords"}
+    assert (await source.read_batch()).size == 0
+    assert stream.commits == []
+
+
+async def test_latest_mode_starts_at_the_end_offsets(tmp_path: Path, client: FoundryClient, mock: aioresponses) -> None:
+    env = make_env(tmp_path, CONNECTOR_READ_MODE="latest")
+    InputStream(mock, "numbers", {"0": [(0, {"x": 1}), (1, {"x": 2})]})
+    source = bind(StreamInput[Number]("numbers"), env, client)
+    await source.open()
+    assert source.committed == {"0": 2}
+    assert (await source.read_batch()).size == 0
+
+
+async def test_lag_counts_uncommitted_records(env: Environment, client: FoundryClient, mock: aioresponses) -> None:
+    InputStream(mock, "numbers", {"0": [(i, {"x": i}) for i in range(5)], "1": [(0, {"x": 9})]}, position={"0": 2})
+    source = bind(StreamInput[Number]("numbers"), env, client)
+    await source.open()
+    assert await source.lag() == 4 and source.metrics.lag == 4
+
+
+async def test_missing_model_is_a_config_error(env: Environment, client: FoundryClient, mock: aioresponses) -> None:
+    source = bind(StreamInput("numbers"), env, client)  # type: ignore[var-annotated]
+    with pytest.raises(ConfigError, match=r"StreamInput\('numbers'\) has no record model"):
+        source.model  # noqa: B018
+    with pytest.raises(ConfigError, match="has no record model"):
+        await source.check()
+    output = bind(StreamOutput("doubled"), env, client)  # type: ignore[var-annotated]
+    with pytest.raises(ConfigError, match=r"StreamOutput\('doubled'\) has no record model"):
+        await output.check()
+    assert not mock.requests  # found before touching the network
+    assert bind(StreamInput("numbers", model=Number), env, client).model is Number
+
+
+async def test_unbound_handle_says_when_to_use_it() -> None:
+    with pytest.raises(RuntimeError, match="used before the connector started"):
+        StreamInput[Number]("numbers").rid  # noqa: B018
+    with pytest.raises(ConfigError, match="needs the alias"):
+        StreamInput[Number]("")
