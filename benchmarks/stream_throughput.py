@@ -14,12 +14,14 @@ import asyncio
 import json
 import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 
-from benchmarks._common import fake_process, table
+from benchmarks._common import table
 from connectors.doubler import Doubled, Number
 from framework import DeadLetter
-from framework.testing import FakeFoundry
+from framework.testing import FakeFoundry, fake_process
 
 BASELINE = r"""
 import json, sys, urllib.request
@@ -75,9 +77,10 @@ async def _run_baseline(foundry: FakeFoundry, count: int) -> float:
 
 
 async def main(count: int) -> None:
-    async with fake_process() as foundry:
-        baseline = await _run_baseline(foundry, count)
-        ours = await _run_framework(foundry, count)
+    with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
+        async with fake_process(Path(tmp)) as foundry:
+            baseline = await _run_baseline(foundry, count)
+            ours = await _run_framework(foundry, count)
     rows = [
         ("implementation", "records", "seconds", "records/s", "ratio"),
         ("docs' hand-written loop", str(count), f"{baseline:.2f}", f"{count / baseline:,.0f}", "1.00x"),

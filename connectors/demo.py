@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
 import signal
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from connectors.doubler import Doubled
 from framework import DeadLetter
-from framework.testing import FakeFoundry
+from framework.testing import fake_process
 
 STATE = Path(".demo-state")
 NULLABLE_X = {"fields": [{"name": "x", "schema": {"nullable": True, "dataType": {"type": "long"}}}]}
@@ -27,27 +26,6 @@ COUNT = 20
 
 def say(text: str) -> None:
     print(f"\n== {text}", flush=True)
-
-
-async def start_fake() -> tuple[asyncio.subprocess.Process, str]:
-    fake = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "fake_stream_proxy",
-        "serve",
-        "--port",
-        "0",
-        "--state-dir",
-        str(STATE / "fake"),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert fake.stdout is not None
-    line = (await asyncio.wait_for(fake.stdout.readline(), 15)).decode()
-    match = re.search(r"http://[\d.]+:\d+", line)
-    if match is None:
-        raise SystemExit(f"the fake did not start: {line!r}")
-    print(line.strip())
-    return fake, match.group(0)
 
 
 async def stop(process: asyncio.subprocess.Process, timeout_s: float = 15) -> int:
@@ -59,11 +37,9 @@ async def stop(process: asyncio.subprocess.Process, timeout_s: float = 15) -> in
 async def main() -> int:
     shutil.rmtree(STATE, ignore_errors=True)
     say("starting the fake Foundry: fake-stream-proxy serve --port 0")
-    fake, url = await start_fake()
     connector: asyncio.subprocess.Process | None = None
     try:
-        admin_token = (STATE / "fake" / "admin-token").read_text().strip()
-        async with FakeFoundry(STATE, url=url, admin_token=admin_token) as foundry:
+        async with fake_process(STATE, echo=True) as foundry:
             say("creating streams numbers (3 partitions), doubled, dead_letters and a job")
             # The upstream schema lets x be null; the connector's model does not: such records are
             # dead-lettered with their offsets instead of crashing the connector or vanishing.
@@ -114,7 +90,6 @@ async def main() -> int:
     finally:
         if connector is not None and connector.returncode is None:
             connector.kill()
-        await stop(fake)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -69,21 +70,26 @@ class _DatasetReads(Handle):
             ) from err
 
     async def read_table(self, columns: Sequence[str] | None = None, row_limit: int | None = None) -> pa.Table:
-        """The whole current view as one table (in memory: use `iter_batches` for large datasets)."""
-        raw = await self.client.request_bytes(
-            "GET", dataset_path(self.rid, "readTable"), params=self._table_params(columns, row_limit)
-        )
-        if not raw:
+        """The whole current view as one table (in memory: use `iter_batches` for large datasets).
+
+        Decoded while it downloads, so the peak is about the table's size, not the table plus the body.
+        """
+        schema: list[pa.Schema] = []
+        batches = [batch async for batch in self._batches(columns, row_limit, schema)]
+        if not schema:
             return pa.table({})
-        table = pa.ipc.open_stream(raw).read_all()
-        self.metrics.records += table.num_rows
-        self.metrics.bytes += len(raw)
-        return table
+        return pa.Table.from_batches(batches, schema=schema[0])
 
     async def iter_batches(
         self, columns: Sequence[str] | None = None, row_limit: int | None = None
     ) -> AsyncIterator[pa.RecordBatch]:
         """Stream the current view batch by batch: memory stays bounded whatever the dataset's size."""
+        async for batch in self._batches(columns, row_limit):
+            yield batch
+
+    async def _batches(
+        self, columns: Sequence[str] | None, row_limit: int | None, schema_sink: list[pa.Schema] | None = None
+    ) -> AsyncIterator[pa.RecordBatch]:
         async with self.client.stream(
             "GET", dataset_path(self.rid, "readTable"), params=self._table_params(columns, row_limit)
         ) as resp:
@@ -93,7 +99,7 @@ class _DatasetReads(Handle):
                     self.metrics.bytes += len(chunk)
                     yield chunk
 
-            async for batch in arrow_batches(chunks()):
+            async for batch in arrow_batches(chunks(), schema_sink=schema_sink):
                 self.metrics.records += batch.num_rows
                 self.metrics.batches += 1
                 yield batch
@@ -209,6 +215,7 @@ class DatasetOutput(_DatasetReads):
         self._buffer_rows = self._buffer_bytes = 0
         self._timer: asyncio.Task[None] | None = None
         self._flushing: asyncio.Task[None] | None = None
+        self._failure: Exception | None = None  # a background flush's error, until reported
         self._flush_lock = asyncio.Lock()
 
     def bind(self, binding: Binding) -> Self:
@@ -268,6 +275,7 @@ class DatasetOutput(_DatasetReads):
 
     async def append(self, records: Records) -> None:
         """Buffer rows for the next APPEND transaction; waits only when a full buffer must wait its turn."""
+        self._raise_if_failed()
         table = self.to_table(records)  # invalid records fail here, before anything is buffered
         ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         _quiet(ack)
@@ -323,14 +331,27 @@ class DatasetOutput(_DatasetReads):
             _settle(acks, err)
             if isinstance(err, Exception):
                 self.log.error("buffered append failed; its rows were not written", rows=rows, error=str(err))
+                self._failure = err
             raise
         self.log.debug("buffered append committed", rows=rows, transaction=tx.rid)
 
     async def flush(self) -> None:
-        """Write everything buffered now, and wait until its transaction committed (raises if it failed)."""
+        """Write everything buffered now, and wait until its transaction committed.
+
+        Raises if this or an earlier background flush failed and nobody was told yet: rows whose acks
+        nobody awaited (a `run()` connector) must not vanish behind a clean exit.
+        """
         task = await self._start_flush()
         if task is not None:
-            await task
+            with contextlib.suppress(Exception):
+                await task
+        self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        """Report a background flush's failure once, to the next caller of `append` or `flush`."""
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
 
     async def close(self) -> None:
         """Abort what is not committed: buffered rows are dropped (their acks fail), open transactions aborted."""

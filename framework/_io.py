@@ -175,11 +175,14 @@ def _next_batch(reader: Any) -> Any:
         return None
 
 
-async def arrow_batches(chunks: AsyncIterable[bytes], max_buffer_bytes: int = 8 * CHUNK_BYTES) -> AsyncIterator[Any]:
+async def arrow_batches(
+    chunks: AsyncIterable[bytes], max_buffer_bytes: int = 8 * CHUNK_BYTES, schema_sink: list[Any] | None = None
+) -> AsyncIterator[Any]:
     """Decode an Arrow IPC stream as it downloads, one RecordBatch at a time, in bounded memory.
 
     pyarrow's reader blocks, so it runs on a thread of its own (never starving, or starved by, the shared
-    executor). An empty body (what a dataset without files may answer) yields no batches.
+    executor). An empty body (what a dataset without files may answer) yields no batches. The stream's
+    schema is appended to `schema_sink` when given, so an empty table keeps its columns.
     """
     loop = asyncio.get_running_loop()
     space = asyncio.Event()
@@ -214,6 +217,8 @@ async def arrow_batches(chunks: AsyncIterable[bytes], max_buffer_bytes: int = 8 
             if pipe.received == 0:
                 return
             raise
+        if schema_sink is not None:
+            schema_sink.append(reader.schema)
         while (batch := await loop.run_in_executor(worker, _next_batch, reader)) is not None:
             yield batch
         await pumping

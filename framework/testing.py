@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -37,7 +40,7 @@ from ._http import FoundryClient
 from ._schema import stream_schema
 from ._settings import load_environment
 
-__all__ = ["FakeFoundry", "Job", "capture_logs"]
+__all__ = ["FakeFoundry", "Job", "capture_logs", "fake_process"]
 
 C = TypeVar("C", bound=Connector)
 
@@ -209,3 +212,43 @@ class FakeFoundry:
     async def provenance(self, job_rid: str) -> dict[str, Any]:
         result: dict[str, Any] = await self._call("GET", "/_fake/provenance", params={"jobRid": job_rid})
         return result
+
+
+@asynccontextmanager
+async def fake_process(state_dir: Path, *, port: int = 0, echo: bool = False) -> AsyncIterator[FakeFoundry]:
+    """`fake-stream-proxy serve` as a separate process (as a user would run it), with admin helpers.
+
+    Use it when the fake must not share the test's event loop or CPU: demos, benchmarks, soak tests.
+    Stopped with SIGTERM on exit.
+    """
+    state_dir = Path(state_dir)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fake_stream_proxy",
+        "serve",
+        "--port",
+        str(port),
+        "--state-dir",
+        str(state_dir / "fake"),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        match = re.search(r"http://[\w.]+:\d+", line)
+        if match is None:
+            raise RuntimeError(f"fake-stream-proxy did not start: {line.strip()!r}")
+        if echo:
+            print(line.strip(), flush=True)
+        token = (state_dir / "fake" / "admin-token").read_text().strip()
+        async with FakeFoundry(state_dir, url=match.group(0), admin_token=token) as foundry:
+            yield foundry
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                process.kill()
+                await process.wait()

@@ -15,9 +15,18 @@ How a re-run knows what it already ingested: the metadata stream is the ledger. 
 "the item at `path` is `media_item_rid` and has content `sha256`", and is published only after the item
 was stored. At start-up the connector reads it back (latest `ingested_at` per path) and a file is ingested
 again only when the index shows another sha256. Content hashes, not sizes or timestamps: an edit that
-keeps the size is still seen, and a file that was touched but not changed is not copied again. Before
-trusting a ledger entry, each path is checked once per process with the media set's `getRidByPath`: if
-the item there is not the ledger's (someone replaced it, the set was reset), the file is uploaded again.
+keeps the size is still seen, and a file that was touched but not changed is not copied again (the media
+set alone cannot tell: an item's info has a size and a timestamp, no hash). Before trusting a ledger
+entry, each path is checked once per process with the media set's `getRidByPath`: if the item there is
+not the ledger's (someone replaced it, the set was reset), the file is uploaded again. A ledger that lost
+records (stream retention) only ever causes an extra upload, never a missed one.
+
+Why a spool file rather than piping the download into the upload: the sha256 is checked before anything
+becomes visible in the media set, and a retried upload re-reads the file. Memory stays at one chunk.
+
+Settings (MEDIA_INGEST_*): SOURCE (the source's name; optional with one source), API_KEY_SECRET (`apiKey`),
+API_KEY_HEADER (`X-Api-Key`), INDEX_PATH (`index.json`), POLL_INTERVAL_S (300), FETCH_ATTEMPTS (5),
+FETCH_BACKOFF_S (1), FETCH_TIMEOUT_S (60, per socket read), SPOOL_DIR (the system temp dir).
 
 Guarantees: at-least-once. A file is in the media set before its metadata record exists, never the other
 way round; killed between the two, the next run uploads it again (the path then points at the newer,

@@ -10,8 +10,9 @@ The location serves `GET <url>/index.json` (MEDIA_INGEST_INDEX_PATH), a JSON arr
     [{"path": "images/cat.png", "sha256": "<64 lowercase hex digits>", "size": 48213}, ...]
 
 and each file at `GET <url>/<path>` (percent-encoded). `path` is relative (no leading "/", no ".."
-segment) and becomes the media item's path, so it must be shorter than 256 characters. The sha256 is
-what says a file changed, and what every download is checked against.
+segment) and becomes the media item's path, so it must be shorter than 256 characters; `size` is at least 1
+(a media item cannot be empty). An entry breaking these rules is logged and skipped. The sha256 is what
+says a file changed, and what every download is checked against before it is uploaded.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import pytest
 import structlog
 
 from connectors.stream_archiver import Event, StreamArchiver
-from framework import DatasetInput, FoundryClient, FoundryError, StreamInput, load_environment
+from framework import ConfigError, DatasetInput, FoundryClient, FoundryError, StreamInput, load_environment
 from framework._handles import Binding
 from framework.testing import FakeFoundry, Job
 
@@ -286,3 +286,21 @@ async def test_sigkill_mid_transaction_then_restart_loses_nothing(tmp_path: Path
         assert not missing and not unexpected, report
         # Exactly the rows committed to the dataset but not yet in committed offsets at the last kill are twice.
         assert duplicates == rows_2 - position_2 >= rows_1 - position_1 > 0, report
+
+
+async def test_a_bad_setting_stops_it_with_a_one_line_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARCHIVER_FLUSH_ROWS", "0")
+    async with FakeFoundry(tmp_path) as foundry:
+        job = await archiver_job(foundry)
+        with pytest.raises(ConfigError, match=r"^ARCHIVER_FLUSH_ROWS='0' is invalid: .*greater than or equal to 1"):
+            async with job.running(StreamArchiver):
+                pass
+
+
+async def archiver_job(foundry: FakeFoundry) -> Job:
+    """The archiver's job alone: `archive_setup` builds the connector, which reads the settings."""
+    stream = await foundry.create_stream("events", Event)
+    dataset = await foundry.create_dataset("archive")
+    return await foundry.job(inputs={"events": stream}, outputs={"archive": dataset})

@@ -240,6 +240,21 @@ async def test_buffered_append_ack_fails_when_commit_fails(client: FoundryClient
     assert foundry.kinds()[-1] == "commit"
 
 
+async def test_background_flush_failure_is_reported_to_the_next_caller(client: FoundryClient, foundry: Foundry) -> None:
+    """A `run()` connector never awaits acks: a failed timer flush must surface, not exit cleanly."""
+    foundry.commit_status = 400
+    out = bind(DatasetOutput("out", flush_rows=1), client)
+    await out.append([{"x": 1}])  # reaches flush_rows: flushed in the background, outside any tracker
+    assert out._flushing is not None
+    await asyncio.wait([out._flushing])
+    with pytest.raises(BadRequestError):
+        await out.append([{"x": 2}])
+    foundry.commit_status = 200
+    await out.append([{"x": 3}])  # reported once: the output goes on
+    await out.flush()
+    assert foundry.kinds()[-1] == "commit"
+
+
 async def test_close_drops_buffer_and_aborts_open_transaction(client: FoundryClient, foundry: Foundry) -> None:
     out = bind(DatasetOutput("out"), client)
     tracker = AckTracker()

@@ -1,0 +1,20 @@
+"""`make bench`: every benchmark, each printing ratios against a baseline measured in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from benchmarks import dataset_read_rss, stream_throughput
+
+
+def main() -> int:
+    print("== stream throughput: framework doubler vs the docs' hand-written loop", flush=True)
+    asyncio.run(stream_throughput.main(20_000))
+    print("\n== dataset read: peak RSS of streamed batches vs the whole table, >= 1 GiB", flush=True)
+    asyncio.run(dataset_read_rss.main(1.0))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
