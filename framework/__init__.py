@@ -19,7 +19,8 @@ from ._http import FoundryClient, RetryPolicy
 from ._media import MediaSetInput, MediaSetOutput
 from ._schema import stream_schema
 from ._settings import Environment, ResourceRef, RuntimeSettings, load_environment
-from ._streams import DeadLetter, DeadLetterOutput, StreamInput, StreamOutput
+from ._stream_output import DeadLetter, DeadLetterOutput, StreamOutput
+from ._streams import StreamInput
 
 __all__ = [
     "ConfigError",

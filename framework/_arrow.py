@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
-from ._errors import ConfigError, RecordValidationError
+from ._errors import ConfigError, RecordValidationError, validation_message
 from ._handles import as_model
 
 _SCALARS: dict[Any, pa.DataType] = {
@@ -96,11 +96,6 @@ def schema_for(model: type[BaseModel]) -> pa.Schema:
         type_, nullable = arrow_type(info.annotation, f"{model.__name__}.{name}")
         fields.append(pa.field(name, type_, nullable=nullable))
     return pa.schema(fields)
-
-
-def validation_message(exc: ValidationError) -> str:
-    """One line: pydantic's multi-line report flattened to `field: problem; ...`."""
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in exc.errors())
 
 
 def to_table(

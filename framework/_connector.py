@@ -14,7 +14,8 @@ from ._handles import AckTracker, Binding, Handle
 from ._http import FoundryClient
 from ._logging import get_logger
 from ._settings import Environment
-from ._streams import DeadLetterOutput, InputBatch, InvalidRecord, StreamInput, StreamOutput
+from ._stream_output import DeadLetterOutput, StreamOutput
+from ._streams import InputBatch, InvalidRecord, StreamInput
 
 
 class Connector:

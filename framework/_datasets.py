@@ -12,8 +12,15 @@ from typing import Any, Literal, Self, TypeAlias, TypeVar
 import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
-from ._arrow import schema_for, to_table, validation_message
-from ._errors import ConfigError, ConnectorError, NotFoundError, PermissionDeniedError, RecordValidationError
+from ._arrow import schema_for, to_table
+from ._errors import (
+    ConfigError,
+    ConnectorError,
+    NotFoundError,
+    PermissionDeniedError,
+    RecordValidationError,
+    validation_message,
+)
 from ._handles import Binding, Handle, as_model, track
 from ._io import CHUNK_BYTES, arrow_batches
 from ._transactions import DatasetFile, DatasetTransaction, Transaction, dataset_path, open_transaction

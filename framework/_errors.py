@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 
 class ConnectorError(Exception):
     """Base of every error the framework raises on purpose."""
@@ -120,3 +122,8 @@ class RecordValidationError(ConnectorError):
         self.offset = offset
         where = f" at partition {partition} offset {offset}" if offset is not None else ""
         super().__init__(f"record on {alias!r}{where} does not match its model: {message}")
+
+
+def validation_message(exc: ValidationError) -> str:
+    """One line: pydantic's multi-line report flattened to `field: problem; ...`."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in exc.errors())

@@ -1,35 +1,23 @@
-"""Stream inputs and outputs over the Streams API v2 (foundry-api.md section 2a)."""
+"""Stream inputs over the Streams API v2 (foundry-api.md section 2a), and what stream handles share."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import hashlib
-import json
 import math
-import time
-from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Generic, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from ._errors import BadRequestError, RecordValidationError
-from ._handles import ModelHandle, ModelT, as_model, track
+from ._errors import validation_message
+from ._handles import ModelHandle, ModelT
 
 
-def _stream_path(rid: str, branch: str, suffix: str = "", *, high_scale: bool = False) -> str:
+def stream_path(rid: str, branch: str, suffix: str = "", *, high_scale: bool = False) -> str:
     base = "/v2/highScale/streams" if high_scale else "/v2/streams"
     return f"{base}/datasets/{quote(rid, safe='')}/streams/{quote(branch, safe='')}{suffix}"
-
-
-def _validation_message(exc: ValidationError) -> str:
-    """One line: pydantic's multi-line report flattened to `field: problem; ...`."""
-    parts = [f"{'.'.join(str(p) for p in err['loc']) or 'record'}: {err['msg']}" for err in exc.errors()]
-    return "; ".join(parts)
 
 
 @dataclass
@@ -64,8 +52,8 @@ class StreamInfo:
     schema: dict[str, Any]
 
 
-async def _get_stream(handle: ModelHandle[Any]) -> StreamInfo:
-    body = await handle.client.request_json("GET", _stream_path(handle.rid, handle.branch))
+async def get_stream(handle: ModelHandle[Any]) -> StreamInfo:
+    body = await handle.client.request_json("GET", stream_path(handle.rid, handle.branch))
     return StreamInfo(
         view_rid=str(body.get("viewRid", "")),
         partitions=int(body.get("partitionsCount") or 1),
@@ -120,19 +108,19 @@ class StreamInput(ModelHandle[ModelT]):
 
     def _subscriber_path(self, action: str = "") -> str:
         sub = f"/subscribers/{quote(self.subscriber_id, safe='')}{action}"
-        return _stream_path(self.rid, self.branch, sub, high_scale=bool(action))
+        return stream_path(self.rid, self.branch, sub, high_scale=bool(action))
 
     async def check(self) -> None:
         self.model  # noqa: B018 - raises a ConfigError when the model is missing
-        self.info = await _get_stream(self)
+        self.info = await get_stream(self)
         await self.end_offsets()
 
     async def open(self) -> None:
-        self.info = await _get_stream(self)
+        self.info = await get_stream(self)
         if self.mode == "subscriber":
             await self.client.request_json(
                 "POST",
-                _stream_path(self.rid, self.branch, "/subscribers"),
+                stream_path(self.rid, self.branch, "/subscribers"),
                 params={"preview": True},
                 json={"subscriberId": self.subscriber_id, "readPosition": {"type": self.start}},
             )
@@ -150,7 +138,7 @@ class StreamInput(ModelHandle[ModelT]):
     async def end_offsets(self) -> dict[str, int]:
         body = await self.client.request_json(
             "GET",
-            _stream_path(self.rid, self.branch, "/getEndOffsets", high_scale=True),
+            stream_path(self.rid, self.branch, "/getEndOffsets", high_scale=True),
             service="stream_proxy",
             params={"preview": True},
         )
@@ -186,7 +174,7 @@ class StreamInput(ModelHandle[ModelT]):
         async def one(partition: str) -> list[dict[str, Any]]:
             body = await self.client.request_json(
                 "GET",
-                _stream_path(self.rid, self.branch, "/getRecords", high_scale=True),
+                stream_path(self.rid, self.branch, "/getRecords", high_scale=True),
                 service="stream_proxy",
                 params={
                     "partitionId": partition,
@@ -211,7 +199,7 @@ class StreamInput(ModelHandle[ModelT]):
                     batch.records.append(self.model.model_validate(raw))
                     batch.origins.append((str(partition), offset))
                 except ValidationError as exc:
-                    batch.invalid.append(InvalidRecord(str(partition), offset, raw, _validation_message(exc)))
+                    batch.invalid.append(InvalidRecord(str(partition), offset, raw, validation_message(exc)))
         for partition, last in batch.positions.items():
             self.cursor[partition] = max(self.cursor.get(partition, 0), last + 1)
         self.metrics.records += len(batch.records)
@@ -233,249 +221,3 @@ class StreamInput(ModelHandle[ModelT]):
             )
         for partition, last in positions.items():
             self.committed[partition] = max(self.committed.get(partition, 0), last + 1)
-
-
-Rejected = Callable[[dict[str, Any], str], Awaitable[None]]
-
-
-class StreamOutput(ModelHandle[ModelT]):
-    """Publishes pydantic records to a Foundry stream in batches (publishRecords).
-
-    `publish` validates the record against the model at once (a bad record raises
-    `RecordValidationError` in the caller) and buffers it; a background flusher sends a batch when
-    `batch_size` records are waiting or `linger_ms` after the first one arrived, one request at a time
-    so order is kept. Every publish made while the connector processes an input batch holds that
-    batch's commit until the server acknowledged it. `flush()` waits for everything buffered.
-    If the server rejects a batch as not matching the stream schema, its records are retried one by
-    one and only the rejected ones go to the connector's dead-letter output (or stop it when it has none).
-    """
-
-    direction = "output"
-    kind = "stream"
-
-    def __init__(
-        self,
-        alias: str,
-        *,
-        model: type[ModelT] | None = None,
-        batch_size: int | None = None,
-        linger_ms: float | None = None,
-    ) -> None:
-        super().__init__(alias, model=model)
-        self._batch_size = batch_size
-        self._linger_ms = linger_ms
-        self.info: StreamInfo | None = None
-        self.on_rejected: Rejected | None = None
-        self._buffer: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
-        self._first_at = 0.0
-        self._kick = asyncio.Event()
-        self._space = asyncio.Event()
-        self._flusher: asyncio.Task[None] | None = None
-        self._inflight: list[asyncio.Future[None]] = []
-        self._urgent = False  # flush() asked: send without lingering until the buffer is empty
-
-    @property
-    def batch_size(self) -> int:
-        return self._batch_size or self.binding.runtime.publish_batch_size
-
-    @property
-    def linger_s(self) -> float:
-        return (self._linger_ms if self._linger_ms is not None else self.binding.runtime.publish_linger_ms) / 1000
-
-    async def check(self) -> None:
-        self.model  # noqa: B018 - raises a ConfigError when the model is missing
-        self.info = await _get_stream(self)
-
-    async def open(self) -> None:
-        self.info = await _get_stream(self)
-        # Fresh events: a bound copy must not share them with the class-level declaration.
-        self._buffer, self._kick, self._space = [], asyncio.Event(), asyncio.Event()
-        self._flusher = asyncio.create_task(self._flush_loop(), name=f"flush-{self.alias}")
-
-    def _serialize(self, record: ModelT | dict[str, Any] | BaseModel) -> dict[str, Any]:
-        try:
-            model = as_model(self.model, record)
-        except ValidationError as exc:
-            raise RecordValidationError(self.alias, _validation_message(exc), record) from exc
-        return model.model_dump(mode="json", by_alias=True)
-
-    async def publish(self, record: ModelT | dict[str, Any]) -> None:
-        """Validate and buffer one record; waits only when the buffer is full (backpressure)."""
-        await self._publish_payload(self._serialize(record))
-
-    async def publish_many(self, records: Iterable[ModelT | dict[str, Any]]) -> None:
-        payloads = [self._serialize(r) for r in records]  # validate all before buffering any
-        for payload in payloads:
-            await self._publish_payload(payload)
-
-    async def _publish_payload(self, payload: dict[str, Any]) -> None:
-        if self._flusher is None:
-            raise RuntimeError(f"output {self.alias!r} is not open")
-        if self._flusher.done():
-            self._flusher.result()  # re-raise why the flusher died
-        while len(self._buffer) >= 4 * self.batch_size:
-            self._space.clear()
-            self._kick.set()
-            await self._space.wait()
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if not self._buffer:
-            self._first_at = time.monotonic()
-        self._buffer.append((payload, future))
-        track(future)
-        self._kick.set()
-
-    async def publish_binary(self, data: bytes) -> None:
-        """One binary record (the stream's schema must be a single binary field); sent at once."""
-        await self.flush()
-        await self.client.request_json(
-            "POST",
-            _stream_path(self.rid, self.branch, "/publishBinaryRecord", high_scale=True),
-            service="stream_proxy",
-            data=data,
-            headers={"Content-Type": "application/octet-stream"},
-        )
-        self.metrics.records += 1
-        self.metrics.bytes += len(data)
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await self._kick.wait()
-            self._kick.clear()
-            if not self._buffer:
-                continue
-            wait = self._first_at + self.linger_s - time.monotonic()
-            if len(self._buffer) < self.batch_size and wait > 0 and not self._urgent:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._until_full(), wait)
-            chunk, self._buffer = self._buffer[: self.batch_size], self._buffer[self.batch_size :]
-            self._first_at = time.monotonic()
-            if self._buffer:
-                self._kick.set()
-            else:
-                self._urgent = False
-            self._space.set()
-            self._inflight = [future for _, future in chunk]
-            try:
-                await self._send(chunk)
-            finally:
-                self._inflight = []
-
-    async def _until_full(self) -> None:
-        while len(self._buffer) < self.batch_size and not self._urgent:
-            self._kick.clear()
-            await self._kick.wait()
-
-    async def _send(self, chunk: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
-        records = [payload for payload, _ in chunk]
-        path = _stream_path(self.rid, self.branch, "/publishRecords", high_scale=True)
-        try:
-            await self.client.request_json("POST", path, service="stream_proxy", json={"records": records})
-        except BadRequestError as exc:
-            if exc.error_name != "RecordDoesNotMatchStreamSchema":
-                _fail(chunk, exc)
-                return
-            await self._send_one_by_one(chunk)
-            return
-        except Exception as exc:
-            _fail(chunk, exc)
-            return
-        self.metrics.records += len(chunk)
-        self.metrics.batches += 1
-        for _, future in chunk:
-            if not future.done():
-                future.set_result(None)
-
-    async def _send_one_by_one(self, chunk: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
-        path = _stream_path(self.rid, self.branch, "/publishRecord", high_scale=True)
-        for payload, future in chunk:
-            try:
-                await self.client.request_json("POST", path, service="stream_proxy", json={"record": payload})
-                self.metrics.records += 1
-            except BadRequestError as exc:
-                self.metrics.invalid += 1
-                if self.on_rejected is None:
-                    future.set_exception(
-                        RecordValidationError(self.alias, f"rejected by the stream schema: {exc}", payload)
-                    )
-                    continue
-                try:
-                    await self.on_rejected(payload, str(exc))
-                except Exception as dead_letter_exc:
-                    future.set_exception(dead_letter_exc)
-                    continue
-            except Exception as exc:
-                future.set_exception(exc)
-                continue
-            future.set_result(None)
-
-    @property
-    def pending(self) -> int:
-        return len(self._buffer) + len(self._inflight)
-
-    async def flush(self) -> None:
-        """Send everything buffered now and wait until the server acknowledged it."""
-        futures = self._inflight + [f for _, f in self._buffer]
-        if self._buffer:
-            self._urgent = True
-            self._kick.set()
-        if futures:
-            await asyncio.gather(*futures)
-
-    async def close(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._flusher
-        for _, future in self._buffer:
-            if not future.done():
-                future.set_exception(RuntimeError(f"output {self.alias!r} closed before the record was sent"))
-        self._buffer = []
-
-
-def _fail(chunk: list[tuple[dict[str, Any], asyncio.Future[None]]], exc: BaseException) -> None:
-    for _, future in chunk:
-        if not future.done():
-            future.set_exception(exc)
-
-
-class DeadLetter(BaseModel):
-    """A record the connector could not process, with where it came from and why."""
-
-    source: str
-    partition: str | None = None
-    offset: int | None = None
-    error: str
-    raw: str
-    connector: str
-    time: str
-
-
-class DeadLetterOutput(StreamOutput[DeadLetter]):
-    """Where invalid records go instead of being dropped: declare one and the connector keeps going.
-
-    The stream needs the `DeadLetter` schema (`framework.stream_schema(DeadLetter)`).
-    """
-
-    def __init__(self, alias: str, *, batch_size: int | None = None, linger_ms: float | None = None) -> None:
-        super().__init__(alias, model=DeadLetter, batch_size=batch_size, linger_ms=linger_ms)
-
-    async def send(
-        self, source: str, error: str, raw: Any, *, partition: str | None = None, offset: int | None = None
-    ) -> None:
-        await self.publish(
-            DeadLetter(
-                source=source,
-                partition=partition,
-                offset=offset,
-                error=error,
-                raw=raw if isinstance(raw, str) else json.dumps(raw, default=_json_default),
-                connector=self.binding.connector_name,
-                time=datetime.now(UTC).isoformat(timespec="milliseconds"),
-            )
-        )
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    return str(value)

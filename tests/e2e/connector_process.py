@@ -33,17 +33,24 @@ class ConnectorProcess:
         return await asyncio.wait_for(self.process.wait(), timeout_s)
 
 
-async def start_connector(
-    log_dir: Path, name: str, spec: str, environ: Mapping[str, str], *, prefixes: tuple[str, ...] = ()
+async def start_cli(
+    log_dir: Path, name: str, *args: str, environ: Mapping[str, str], prefixes: tuple[str, ...] = ()
 ) -> ConnectorProcess:
-    """`python -m framework.cli run <spec>` with os.environ minus anything configuring a connector
-    (and minus `prefixes`, e.g. the connector's own settings), plus `environ`. A full pipe would block
-    the process, so its output goes to `<log_dir>/<name>.log`."""
+    """`python -m framework.cli <args>` with os.environ minus anything configuring a connector (and minus
+    `prefixes`, e.g. the connector's own settings), plus `environ`. A full pipe would block the process,
+    so its output goes to `<log_dir>/<name>.log`."""
     drop = (*_CONFIGURING, *prefixes)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(drop)}, **environ}
     log = log_dir / f"{name}.log"
     with log.open("wb") as out:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "framework.cli", "run", spec, env=env, cwd=ROOT, stdout=out, stderr=out
+            sys.executable, "-m", "framework.cli", *args, env=env, cwd=ROOT, stdout=out, stderr=out
         )
     return ConnectorProcess(process, log)
+
+
+async def start_connector(
+    log_dir: Path, name: str, spec: str, environ: Mapping[str, str], *, prefixes: tuple[str, ...] = ()
+) -> ConnectorProcess:
+    """`connector run <spec>` as a process."""
+    return await start_cli(log_dir, name, "run", spec, environ=environ, prefixes=prefixes)

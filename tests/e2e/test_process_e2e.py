@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,51 +19,19 @@ from connectors.doubler import Doubler
 from framework import FoundryClient, StreamInput, load_environment
 from framework.testing import FakeFoundry, Job
 
+from .connector_process import ConnectorProcess, start_cli
 from .stream_support import coverage, doubler_streams, end_offsets, read_position, total, wait_committed, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
-ROOT = Path(__file__).resolve().parents[2]
 SPEC = "connectors.doubler:Doubler"
 # Small batches so that a kill or SIGTERM lands mid-stream.
 SMALL_BATCHES = {"CONNECTOR_READ_BATCH_SIZE": "200", "CONNECTOR_PUBLISH_BATCH_SIZE": "200"}
 COUNT = 12_000
 
 
-@dataclass
-class Proc:
-    process: asyncio.subprocess.Process
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def events(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.output().splitlines() if line.startswith("{")]
-
-    async def stop(self, sig: signal.Signals = signal.SIGTERM, timeout_s: float = 15) -> int:
-        if self.process.returncode is None:
-            self.process.send_signal(sig)
-        return await asyncio.wait_for(self.process.wait(), timeout_s)
-
-
-def clean_environ(extra: Mapping[str, str]) -> dict[str, str]:
-    """os.environ without anything that configures a connector, plus `extra`."""
-    prefixes = ("CONNECTOR_", "BUILD2_TOKEN", "RESOURCE_ALIAS_MAP", "FOUNDRY_", "DEFAULT_CA_PATH", "SOURCE_")
-    return {**{k: v for k, v in os.environ.items() if not k.startswith(prefixes)}, **extra}
-
-
-async def start(tmp_path: Path, name: str, *args: str, environ: Mapping[str, str]) -> Proc:
-    log = tmp_path / f"{name}.log"
-    with log.open("wb") as out:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "framework.cli", *args, env=clean_environ(environ), cwd=ROOT, stdout=out, stderr=out
-        )
-    return Proc(process, log)
-
-
-async def running_proc(tmp_path: Path, name: str, job: Job, **extra: str) -> Proc:
-    return await start(tmp_path, name, "run", SPEC, environ={**job.environ, **SMALL_BATCHES, **extra})
+async def running_proc(tmp_path: Path, name: str, job: Job, **extra: str) -> ConnectorProcess:
+    return await start_cli(tmp_path, name, "run", SPEC, environ={**job.environ, **SMALL_BATCHES, **extra})
 
 
 async def input_of(job: Job) -> StreamInput[Any]:
@@ -170,8 +134,10 @@ async def test_check_passes_on_a_good_job_and_names_the_unreachable_alias(tmp_pa
         # The job's alias map, with `doubled` pointing at a stream its token is not scoped to.
         bad_map = tmp_path / "bad-aliases.json"
         bad_map.write_text(json.dumps({**s.job.alias_map, "doubled": {"rid": other, "branch": None}}))
-        good = await start(tmp_path, "good", "check", SPEC, environ=s.job.environ)
-        bad = await start(tmp_path, "bad", "check", SPEC, environ={**s.job.environ, "RESOURCE_ALIAS_MAP": str(bad_map)})
+        good = await start_cli(tmp_path, "good", "check", SPEC, environ=s.job.environ)
+        bad = await start_cli(
+            tmp_path, "bad", "check", SPEC, environ={**s.job.environ, "RESOURCE_ALIAS_MAP": str(bad_map)}
+        )
         codes = await asyncio.wait_for(asyncio.gather(good.process.wait(), bad.process.wait()), 30)
 
         assert codes[0] == 0, good.output()
@@ -194,7 +160,8 @@ async def test_check_passes_on_a_good_job_and_names_the_unreachable_alias(tmp_pa
 
 async def test_help_mentions_the_environment(tmp_path: Path) -> None:
     procs = [
-        await start(tmp_path, f"help-{i}", *args, environ={}) for i, args in enumerate([("--help",), ("run", "--help")])
+        await start_cli(tmp_path, f"help-{i}", *args, environ={})
+        for i, args in enumerate([("--help",), ("run", "--help")])
     ]
     codes = await asyncio.wait_for(asyncio.gather(*(p.process.wait() for p in procs)), 30)
     for proc, code in zip(procs, codes, strict=True):

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
 import pytest
+from aioresponses import aioresponses
 from yarl import URL
+
+from framework._http import FoundryClient, RetryPolicy
+from framework._settings import Environment
 
 
 class _SentWriter:
@@ -24,3 +29,22 @@ class _CompatResponse(aiohttp.ClientResponse):
 @pytest.fixture(autouse=True)
 def _aioresponses_compat(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("aioresponses.core.ClientResponse", _CompatResponse)
+
+
+@pytest.fixture
+def mock() -> Iterator[aioresponses]:
+    with aioresponses() as m:
+        yield m
+
+
+@pytest.fixture
+def retry_policy() -> RetryPolicy:
+    """Retries without real waiting; a test module overrides this fixture to change it."""
+    return RetryPolicy(max_attempts=2, initial_backoff_s=0.001, max_backoff_s=0.002)
+
+
+@pytest.fixture
+async def client(env: Environment, retry_policy: RetryPolicy) -> AsyncIterator[FoundryClient]:
+    """A client on the module's `env` fixture."""
+    async with FoundryClient(env, retry=retry_policy) as c:
+        yield c

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -48,18 +47,6 @@ class Doubler(Connector):
 @pytest.fixture
 def env(tmp_path: Path) -> Environment:
     return make_env(tmp_path, CONNECTOR_PUBLISH_LINGER_MS="1")
-
-
-@pytest.fixture
-async def client(env: Environment) -> AsyncIterator[FoundryClient]:
-    async with FoundryClient(env, retry=FAST) as c:
-        yield c
-
-
-@pytest.fixture
-def mock() -> Iterator[aioresponses]:
-    with aioresponses() as m:
-        yield m
 
 
 def numbers(count: int, partitions: int = 1) -> dict[str, list[tuple[int | str, Any]]]:

@@ -6,7 +6,7 @@ import io
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,15 @@ from framework._http import FoundryClient, ParamValue, RetryPolicy, encode_param
 from framework._logging import configure_logging
 from framework._settings import Environment, RuntimeSettings
 
+from .stream_mocks import envelope
+
 API = "http://foundry.test/api"
 FAST = RetryPolicy(max_attempts=4, initial_backoff_s=0.001, max_backoff_s=0.005)
+
+
+@pytest.fixture
+def retry_policy() -> RetryPolicy:
+    return FAST
 
 
 @pytest.fixture
@@ -48,25 +55,8 @@ def env(tmp_path: Path) -> Environment:
     )
 
 
-@pytest.fixture
-async def client(env: Environment) -> AsyncIterator[FoundryClient]:
-    async with FoundryClient(env, retry=FAST) as c:
-        yield c
-
-
-@pytest.fixture
-def mock() -> Iterator[aioresponses]:
-    with aioresponses() as m:
-        yield m
-
-
 def calls(m: aioresponses, method: str, url: str) -> list[Any]:
     return list(m.requests.get((method, URL(url)), []))
-
-
-def envelope(status: int, name: str, **parameters: Any) -> dict[str, Any]:
-    codes = {400: "INVALID_ARGUMENT", 401: "UNAUTHORIZED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND"}
-    return {"errorCode": codes.get(status, "X"), "errorName": name, "errorInstanceId": "i-1", "parameters": parameters}
 
 
 async def test_json_with_bearer_token(client: FoundryClient, mock: aioresponses) -> None:

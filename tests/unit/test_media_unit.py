@@ -29,12 +29,15 @@ ITEM = "ri.mio.main.media-item.1111"
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[FoundryClient]:
+def env(tmp_path: Path) -> Environment:
     token = tmp_path / "token"
     token.write_text("tok\n")
-    env = Environment(token, tmp_path / "aliases.json", {}, API, f"{API}/sp", None, RuntimeSettings.load({}))
-    async with FoundryClient(env, retry=RetryPolicy(max_attempts=1)) as c:
-        yield c
+    return Environment(token, tmp_path / "aliases.json", {}, API, f"{API}/sp", None, RuntimeSettings.load({}))
+
+
+@pytest.fixture
+def retry_policy() -> RetryPolicy:
+    return RetryPolicy(max_attempts=1)
 
 
 def bind(handle: Any, client: FoundryClient) -> Any:

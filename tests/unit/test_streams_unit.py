@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,8 @@ from framework._errors import ConfigError, PermissionDeniedError, RecordValidati
 from framework._handles import AckTracker
 from framework._http import FoundryClient, RetryPolicy
 from framework._settings import Environment
-from framework._streams import StreamInput, StreamOutput
+from framework._stream_output import StreamOutput
+from framework._streams import StreamInput
 
 from .stream_mocks import InputStream, Publishes, bind, make_env, wait_for
 
@@ -35,18 +35,6 @@ class Doubled(BaseModel):
 @pytest.fixture
 def env(tmp_path: Path) -> Environment:
     return make_env(tmp_path)
-
-
-@pytest.fixture
-async def client(env: Environment) -> AsyncIterator[FoundryClient]:
-    async with FoundryClient(env, retry=FAST) as c:
-        yield c
-
-
-@pytest.fixture
-def mock() -> Iterator[aioresponses]:
-    with aioresponses() as m:
-        yield m
 
 
 async def opened_output(
