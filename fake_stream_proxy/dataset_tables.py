@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .errors import bad_request
+from .errors import ApiError, bad_request
 
 BATCH_ROWS = 64 * 1024
 
@@ -37,11 +37,14 @@ class TablePlan:
 
 
 def plan_table(
-    files: list[tuple[str, Path]], columns: list[str] | None, fallback: pa.Schema | None, dataset_rid: str
+    files: list[tuple[str, Path]], columns: list[str] | None, declared: pa.Schema | None, dataset_rid: str
 ) -> TablePlan:
-    """The output schema is the first file's (or `fallback` for an empty view), narrowed to `columns`."""
+    """The output schema is the put one (`declared`), else the first file's, narrowed to `columns`.
+
+    Files are cast to it: a column the schema lacks is dropped, one the files lack reads as nulls.
+    """
     sources = [(blob, "csv" if path.lower().endswith(".csv") else "parquet") for path, blob in files]
-    base = _file_schema(*sources[0]) if sources else (fallback or pa.schema([]))
+    base = declared or (_file_schema(*sources[0]) if sources else pa.schema([]))
     if columns:
         missing = [c for c in columns if base.get_field_index(c) < 0]
         if missing:
@@ -135,7 +138,7 @@ def _drain(sink: io.BytesIO) -> bytes:
     return data
 
 
-# Foundry schema -> Arrow, so an empty view with a schema still reads as a typed, empty table.
+# Foundry schema -> Arrow: a put schema decides readTable's columns (and types an empty view).
 
 _SIMPLE: dict[str, pa.DataType] = {
     "STRING": pa.string(),
@@ -150,37 +153,87 @@ _SIMPLE: dict[str, pa.DataType] = {
     "TIMESTAMP": pa.timestamp("us", tz="UTC"),
     "BINARY": pa.binary(),
 }
+_NESTED = {"ARRAY": ("arraySubtype",), "MAP": ("mapKeyType", "mapValueType"), "STRUCT": ("subSchemas",)}
 
 
 def foundry_to_arrow(schema: dict[str, Any]) -> pa.Schema:
-    return pa.schema([pa.field(f.get("name") or "", _arrow_type(f), f.get("nullable", True)) for f in _fields(schema)])
+    """Only for schemas `validate_schema` accepted."""
+    return pa.schema([_arrow_field(f) for f in schema["fieldSchemaList"]])
 
 
-def _fields(schema: dict[str, Any]) -> list[dict[str, Any]]:
-    fields = schema.get("fieldSchemaList")
-    return [f for f in fields if isinstance(f, dict)] if isinstance(fields, list) else []
+def _arrow_field(f: dict[str, Any], name: str | None = None) -> pa.Field:
+    return pa.field(f.get("name") or name or "", _arrow_type(f), f.get("nullable", True))
 
 
 def _arrow_type(f: dict[str, Any]) -> pa.DataType:
-    type_ = f.get("type")
-    if isinstance(type_, str) and type_ in _SIMPLE:
+    type_ = f["type"]
+    if type_ in _SIMPLE:
         return _SIMPLE[type_]
     if type_ == "DECIMAL":
-        return pa.decimal128(int(f.get("precision") or 38), int(f.get("scale") or 0))
-    if type_ == "ARRAY" and isinstance(f.get("arraySubtype"), dict):
-        return pa.list_(_arrow_type(f["arraySubtype"]))
-    if type_ == "MAP" and isinstance(f.get("mapKeyType"), dict) and isinstance(f.get("mapValueType"), dict):
-        return pa.map_(_arrow_type(f["mapKeyType"]), _arrow_type(f["mapValueType"]))
-    if type_ == "STRUCT" and isinstance(f.get("subSchemas"), list):
-        return pa.struct([pa.field(s.get("name") or "", _arrow_type(s)) for s in f["subSchemas"]])
-    raise bad_request("InvalidSchema", errorType="UnsupportedType", message=f"unsupported field type {type_!r}")
+        return pa.decimal128(int(f.get("precision", 38)), int(f.get("scale", 0)))
+    if type_ == "ARRAY":
+        return pa.list_(_arrow_field(f["arraySubtype"], "item"))
+    if type_ == "MAP":
+        return pa.map_(_arrow_type(f["mapKeyType"]), _arrow_field(f["mapValueType"], "value"))
+    return pa.struct([_arrow_field(s) for s in f["subSchemas"]])
+
+
+DATAFRAME_READERS = ("AVRO", "CSV", "PARQUET", "DATASOURCE")  # the SDK's DataframeReader
+
+
+def put_schema_args(body: dict[str, Any]) -> tuple[str, str | None, str]:
+    """putSchema's (branchName, endTransactionRid, dataframeReader), defaults applied as the SDK documents."""
+    branch, end = body.get("branchName") or "master", body.get("endTransactionRid")
+    reader = body.get("dataframeReader") or "PARQUET"
+    if not isinstance(branch, str) or not (end is None or isinstance(end, str)) or reader not in DATAFRAME_READERS:
+        raise bad_request(
+            "Default:InvalidArgument",
+            message=f"branchName and endTransactionRid are strings; dataframeReader is one of {DATAFRAME_READERS}",
+        )
+    return branch, end, str(reader)
 
 
 def validate_schema(schema: Any) -> dict[str, Any]:
-    """putSchema accepts what readTable could turn into Arrow."""
+    """putSchema accepts what the SDK's `DatasetSchema` model would, and readTable can turn into Arrow."""
     if not isinstance(schema, dict) or not isinstance(schema.get("fieldSchemaList"), list):
-        raise bad_request(
-            "InvalidSchema", errorType="MissingFieldSchemaList", message="schema.fieldSchemaList is required"
-        )
-    foundry_to_arrow(schema)
+        raise _invalid("MissingFieldSchemaList", "schema.fieldSchemaList is required")
+    names = [_validate_field(f, f"fieldSchemaList[{i}]", top=True) for i, f in enumerate(schema["fieldSchemaList"])]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise _invalid("DuplicateFieldName", f"duplicate column names: {', '.join(duplicates)}")
     return schema
+
+
+def _validate_field(f: Any, where: str, top: bool = False) -> str:
+    if not isinstance(f, dict):
+        raise _invalid("InvalidField", f"{where} must be an object")
+    name, type_ = f.get("name"), f.get("type")
+    if not (isinstance(name, str) and name) if top else not (name is None or isinstance(name, str)):
+        raise _invalid("InvalidFieldName", f"{where}.name must be a non-empty string")
+    if not isinstance(f.get("nullable"), bool):
+        raise _invalid("InvalidField", f"{where}.nullable (boolean) is required")
+    if type_ not in _SIMPLE and type_ not in ("DECIMAL", *_NESTED):
+        raise _invalid("UnsupportedType", f"{where}: unsupported field type {type_!r}")
+    if type_ == "DECIMAL":  # the SDK leaves precision and scale optional: defaults (38, 0)
+        precision, scale = f.get("precision", 38), f.get("scale", 0)
+        if not (isinstance(precision, int) and isinstance(scale, int) and 0 <= scale <= precision <= 38):
+            raise _invalid("InvalidDecimal", f"{where}: DECIMAL needs precision 1..38 and scale 0..precision")
+    for key in _NESTED.get(str(type_), ()):
+        sub = f.get(key)
+        if key == "subSchemas":
+            if not isinstance(sub, list):
+                raise _invalid("MissingNestedType", f"{where}: STRUCT needs a subSchemas list")
+            for i, s in enumerate(sub):
+                if not isinstance(s, dict) or not isinstance(s.get("name"), str):
+                    raise _invalid("InvalidFieldName", f"{where}.subSchemas[{i}].name is required")
+                _validate_field(s, f"{where}.subSchemas[{i}]")
+        elif isinstance(sub, dict):
+            _validate_field(sub, f"{where}.{key}")
+        else:
+            raise _invalid("MissingNestedType", f"{where}: {type_} needs {key}")
+    return str(name)
+
+
+def _invalid(error_type: str, message: str) -> ApiError:
+    """The SDK's `InvalidSchema` (core errors): parameters errorType and message."""
+    return bad_request("InvalidSchema", errorType=error_type, message=message)

@@ -9,8 +9,9 @@ Where the SDK and foundry-api.md differ, the SDK wins (it is what real clients s
 - Branch `transactionRid` is the most recent OPEN or COMMITTED transaction, as the SDK model documents.
 - DELETE /files/{path} (the SDK's file.delete) is how a DELETE transaction removes paths.
 - Listing a dataset's transactions is a preview endpoint in the SDK: it needs `preview=true`.
-Lenient on purpose: readTable infers the table from the view's Parquet/CSV files (real Foundry
-also needs a stored schema); getSchema returns only schemas put with putSchema.
+Lenient on purpose: readTable infers the table from the view's Parquet/CSV files when no schema was put
+(real Foundry needs one); once one was put, its columns and types decide the table. getSchema returns
+only schemas put with putSchema.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .api_params import json_object, listing, non_negative_int, page_params, pag
 from .auth import Access, Principal
 from .blob_io import delete_blobs, receive_blob
 from .dataset_store import TRANSACTION_TYPES, DatasetStore, FileEntry, Txn, View, validate_path
-from .dataset_tables import encode, foundry_to_arrow, is_tabular, plan_table, validate_schema
+from .dataset_tables import encode, foundry_to_arrow, is_tabular, plan_table, put_schema_args, validate_schema
 from .errors import ApiError, bad_request, not_found, permission_denied
 
 if TYPE_CHECKING:
@@ -320,12 +321,10 @@ class _Handlers:
         files = [
             (p, self.ctx.storage.blob_path(e.blob_id)) for p, e in view.files.items() if is_tabular(p) and e.blob_id
         ]
-        fallback = None
-        if not files:
-            stored = self.store.schema(rid, view.branch, self.store.history_rids(rid, view.branch, view.end_rid), None)
-            fallback = foundry_to_arrow(stored["schema"]) if stored else None
+        stored = self.store.schema(rid, view.branch, self.store.history_rids(rid, view.branch, view.end_rid), None)
+        declared = foundry_to_arrow(stored["schema"]) if stored else None
         try:
-            plan = await asyncio.to_thread(plan_table, files, columns or None, fallback, rid)
+            plan = await asyncio.to_thread(plan_table, files, columns or None, declared, rid)
         except pa.ArrowException as exc:
             raise ApiError(500, "ReadTableError", datasetRid=rid, message=str(exc)) from None
         content_type = "application/octet-stream" if fmt == "ARROW" else "text/csv"
@@ -369,11 +368,10 @@ class _Handlers:
     async def put_schema(self, request: web.Request) -> web.Response:
         rid = request.match_info["rid"]
         body = await json_object(request)
-        branch = body.get("branchName") or "master"
-        principal = self._auth(request, "write", "PutDatasetSchemaPermissionDenied", str(branch))
+        branch, end, reader = put_schema_args(body)
+        principal = self._auth(request, "write", "PutDatasetSchemaPermissionDenied", branch)
         schema = validate_schema(body.get("schema"))
         self.store.require_branch(rid, branch)
-        end = body.get("endTransactionRid")
         rids = self.store.history_rids(rid, branch, end) if end else []
         head = rids[-1] if rids else self.store.branch_json(rid, branch).get("transactionRid")
         if head is None:
@@ -383,5 +381,6 @@ class _Handlers:
             self.ctx.provenance.record(
                 principal, rid=rid, branch=branch, operation="putSchema", direction="write",
                 transactionRid=head, versionId=saved["versionId"], fields=len(schema["fieldSchemaList"]),
+                dataframeReader=reader,
             )  # fmt: skip
         return web.json_response(saved)

@@ -13,6 +13,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
 from ._arrow import schema_for, to_table
+from ._dataset_schema import foundry_dataset_schema
 from ._errors import (
     ConfigError,
     ConnectorError,
@@ -23,7 +24,14 @@ from ._errors import (
 )
 from ._handles import Binding, Handle, as_model, track
 from ._io import CHUNK_BYTES, arrow_batches
-from ._transactions import DatasetFile, DatasetTransaction, Transaction, dataset_path, open_transaction
+from ._transactions import (
+    DatasetFile,
+    DatasetTransaction,
+    SchemaPublisher,
+    Transaction,
+    dataset_path,
+    open_transaction,
+)
 
 M = TypeVar("M", bound=BaseModel)
 Mode = Literal["append", "snapshot"]
@@ -173,6 +181,10 @@ class DatasetOutput(_DatasetReads):
     the first buffered row); each call's ack resolves when its rows' transaction COMMITS, so a stream
     batch's offsets are committed only after its rows are durably in the dataset. A transaction left open
     by a killed earlier run is aborted (and logged) on the next open. One writer per output branch.
+
+    After a commit that wrote tables, the output puts the dataset schema (Foundry cannot read uploaded
+    Parquet as a table without one) unless `put_schema=False`; only when it changed, and a failed put is
+    logged and retried after the next commit, never failing rows that are already committed.
     """
 
     direction = "output"
@@ -193,6 +205,7 @@ class DatasetOutput(_DatasetReads):
         flush_bytes: int = 64 * MiB,
         flush_interval_s: float = 60.0,
         chunk_bytes: int = CHUNK_BYTES,
+        put_schema: bool = True,
     ) -> None:
         super().__init__(alias, chunk_bytes=chunk_bytes)
         if mode not in ("append", "snapshot"):
@@ -203,6 +216,9 @@ class DatasetOutput(_DatasetReads):
             raise ConfigError(f"DatasetOutput({alias!r}) flush_interval_s must be positive")
         self.model = model
         self.schema = schema if schema is not None else (schema_for(model) if model is not None else None)
+        self.put_schema = put_schema
+        if put_schema and self.schema is not None:
+            foundry_dataset_schema(self.schema)  # a column Foundry cannot type fails at declaration, not at run time
         self.mode: Mode = mode
         self.prefix = prefix
         self.max_file_bytes = max_file_bytes
@@ -224,6 +240,7 @@ class DatasetOutput(_DatasetReads):
         self._flushing: asyncio.Task[None] | None = None
         self._failure: Exception | None = None  # a background flush's error, until reported
         self._flush_lock = asyncio.Lock()
+        self._schemas = SchemaPublisher()
 
     def bind(self, binding: Binding) -> Self:
         bound = super().bind(binding)
@@ -267,7 +284,9 @@ class DatasetOutput(_DatasetReads):
                 raise
             finally:
                 self._open_tx = None
-            _settle(acks)
+            _settle(acks)  # the rows are committed: a schema put below must not delay or fail their acks
+            if self.put_schema:
+                await self._schemas.after_commit(self, tx, snapshot=mode == "snapshot")
 
     async def write_table(self, data: Records, *, mode: Mode | None = None) -> list[DatasetFile]:
         """Write `data` in one transaction (the output's `mode` unless given); returns the files written."""

@@ -1,7 +1,8 @@
 """Dataset transactions: open (recovering a stale one), upload Parquet parts concurrently, commit or abort.
 
 Guarantee: a transaction is committed only when every upload made in it succeeded; any failure,
-cancellation or shutdown aborts it, so no reader ever sees a half-written output.
+cancellation or shutdown aborts it, so no reader ever sees a half-written output. After a commit that
+wrote tables, `SchemaPublisher` puts the dataset schema Foundry needs to read them as a table.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from urllib.parse import quote
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ._errors import ConflictError, ConnectorError
+from ._dataset_schema import foundry_dataset_schema, table_schema
+from ._errors import ConfigError, ConflictError, ConnectorError, FoundryError
 from ._io import Body, upload_body
 
 if TYPE_CHECKING:
@@ -150,6 +152,7 @@ class DatasetTransaction:
         self.output = out
         self.info = info
         self.files: list[DatasetFile] = []
+        self.table_schema: pa.Schema | None = None  # union of the tables written (None: raw files only)
         self.failed: BaseException | None = None
         self.closed = False
         self._inflight = 0
@@ -166,6 +169,8 @@ class DatasetTransaction:
         table = out.to_table(data)
         if table.num_rows == 0 and self.info.transaction_type != "SNAPSHOT":
             return []
+        if out.put_schema:  # before uploading: a table Foundry could not type aborts the transaction
+            self.table_schema = table_schema(self.table_schema, table.schema)
         base = out.prefix if prefix is None else prefix
         parts = split_table(table, out.max_file_bytes)
         tasks = [asyncio.create_task(self._write_part(part, part_name(base))) for part in parts]
@@ -238,3 +243,54 @@ class DatasetTransaction:
             self.output.log.info("transaction aborted", transaction=self.rid)
         except Exception as err:  # the original failure matters more; a restart cleans up
             self.output.log.warning("transaction abort failed", transaction=self.rid, error=str(err))
+
+
+class SchemaPublisher:
+    """Per bound output: what it wrote since its last snapshot, and the schema Foundry last accepted from it.
+
+    APPENDs extend the schema (a column missing from one flush must not vanish from the dataset's schema);
+    a SNAPSHOT replaces it. The schema is put only when it differs from the last one put by this process.
+    A failed put is logged, not raised: the rows are committed and their acks resolved, so failing would only
+    make a stream re-read rows that are already in the dataset. The next commit that wrote tables retries it.
+    """
+
+    def __init__(self) -> None:
+        self.written: pa.Schema | None = None
+        self.put: dict[str, Any] | None = None
+
+    async def after_commit(self, out: DatasetOutput, tx: DatasetTransaction, snapshot: bool) -> None:
+        if tx.table_schema is None:  # raw files only: nothing Foundry could read as a table
+            return
+        old, new = self.written, tx.table_schema
+        self.written = new if snapshot or old is None else self._extend(out, old, new)
+        wanted = foundry_dataset_schema(self.written)
+        if wanted == self.put:
+            return
+        body = {"schema": wanted, "branchName": out.branch, "dataframeReader": "PARQUET", "endTransactionRid": tx.rid}
+        try:
+            await out.client.request_json("PUT", dataset_path(out.rid, "putSchema"), json=body)
+        except Exception as err:
+            out.log.error(
+                "putSchema failed: the committed rows are not readable as a table until a schema is put; "
+                "it is retried after the next commit",
+                transaction=tx.rid,
+                error_name=err.error_name if isinstance(err, FoundryError) else type(err).__name__,
+                error=str(err),
+            )
+            return
+        self.put = wanted
+        out.log.info("dataset schema put", transaction=tx.rid, columns=len(wanted["fieldSchemaList"]))
+
+    @staticmethod
+    def _extend(out: DatasetOutput, old: pa.Schema, new: pa.Schema) -> pa.Schema:
+        """`old` plus `new`'s columns, types widened; where they cannot be, `new`'s type wins (never raises)."""
+        try:
+            merged = pa.unify_schemas([old, new], promote_options="permissive")
+            foundry_dataset_schema(merged)  # e.g. two decimals can widen past precision 38
+            return merged
+        except (pa.ArrowInvalid, pa.ArrowTypeError, ConfigError) as err:
+            out.log.warning(
+                "column types changed since the last append; the schema follows the new ones", error=str(err)
+            )
+        kept = [new.field(f.name) if f.name in new.names else f for f in old]
+        return pa.schema(kept + [f for f in new if f.name not in old.names])

@@ -8,30 +8,24 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-import structlog
-from aioresponses import CallbackResult, aioresponses
+from aioresponses import aioresponses
 from pydantic import BaseModel
-from yarl import URL
 
 from framework._arrow import schema_for, to_table
 from framework._datasets import DatasetInput, DatasetOutput
 from framework._errors import BadRequestError, ConfigError, ConnectorError, RecordValidationError
-from framework._handles import AckTracker, Binding
+from framework._handles import AckTracker
 from framework._http import FoundryClient, RetryPolicy
 from framework._io import arrow_batches
-from framework._settings import Environment, ResourceRef, RuntimeSettings
+from framework._settings import Environment, RuntimeSettings
+
+from .dataset_mocks import API, BASE, Foundry, bind
 
 pytestmark = pytest.mark.timeout(30)
-
-API = "http://foundry.test/api"
-DS = "ri.foundry.main.dataset.0000"
-BASE = f"{API}/v2/datasets/{DS}"
 
 
 @pytest.fixture
@@ -44,81 +38,6 @@ def env(tmp_path: Path) -> Environment:
 @pytest.fixture
 def retry_policy() -> RetryPolicy:
     return RetryPolicy(max_attempts=1)
-
-
-def bind(handle: Any, client: FoundryClient) -> Any:
-    return handle.bind(
-        Binding(handle.alias, ResourceRef(DS, "master"), client, RuntimeSettings.load({}), structlog.get_logger(), "t")
-    )
-
-
-class Foundry:
-    """Dataset endpoints on aioresponses that log every call in order."""
-
-    def __init__(self, mock: aioresponses) -> None:
-        self.mock = mock
-        self.events: list[tuple[str, str]] = []
-        self.uploads: dict[str, bytes] = {}
-        self.upload_delay = 0.0
-        self.upload_started = asyncio.Event()
-        self.in_flight = self.max_in_flight = 0
-        self.fail_upload: str | None = None
-        self.commit_status = 200
-        self.conflicts = 0
-        self.n = 0
-        mock.post(re.compile(rf"^{re.escape(BASE)}/transactions\?"), callback=self.create, repeat=True)
-        mock.post(re.compile(rf"^{re.escape(BASE)}/files/[^/]+/upload\?"), callback=self.upload, repeat=True)
-        mock.post(re.compile(rf"^{re.escape(BASE)}/transactions/[^/]+/commit$"), callback=self.commit, repeat=True)
-        mock.post(re.compile(rf"^{re.escape(BASE)}/transactions/[^/]+/abort$"), callback=self.abort, repeat=True)
-
-    @staticmethod
-    def tx(rid: str, status: str = "OPEN") -> dict[str, Any]:
-        return {"rid": rid, "transactionType": "APPEND", "status": status, "createdTime": "2024-01-01T00:00:00Z"}
-
-    def create(self, url: URL, **kwargs: Any) -> CallbackResult:
-        if self.conflicts:
-            self.conflicts -= 1
-            self.events.append(("create", "409"))
-            body = {"errorCode": "CONFLICT", "errorName": "OpenTransactionAlreadyExists", "errorInstanceId": "i",
-                    "parameters": {"datasetRid": DS, "branchName": "master"}}  # fmt: skip
-            return CallbackResult(status=409, payload=body)
-        self.n += 1
-        rid = f"ri.foundry.main.transaction.{self.n}"
-        self.events.append(("create", kwargs["json"]["transactionType"]))
-        assert url.query["branchName"] == "master"
-        return CallbackResult(payload=self.tx(rid))
-
-    async def upload(self, url: URL, **kwargs: Any) -> CallbackResult:
-        path = url.raw_path.split("/files/")[1].removesuffix("/upload")
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        self.upload_started.set()
-        await asyncio.sleep(self.upload_delay)
-        self.in_flight -= 1
-        self.events.append(("upload", path))
-        if self.fail_upload and self.fail_upload in path:
-            return CallbackResult(status=400, payload={"errorCode": "INVALID_ARGUMENT", "errorName": "Boom"})
-        self.uploads[path] = kwargs["data"]
-        body = {"path": path, "transactionRid": url.query["transactionRid"], "sizeBytes": len(kwargs["data"]),
-                "updatedTime": "2024-01-01T00:00:00Z"}  # fmt: skip
-        return CallbackResult(payload=body)
-
-    def commit(self, url: URL, **kwargs: Any) -> CallbackResult:
-        self.events.append(("commit", url.path.split("/")[-2]))
-        if self.commit_status != 200:
-            return CallbackResult(status=self.commit_status, payload={"errorCode": "X", "errorName": "CommitFailed"})
-        return CallbackResult(payload=self.tx(url.path.split("/")[-2], "COMMITTED"))
-
-    def abort(self, url: URL, **kwargs: Any) -> CallbackResult:
-        self.events.append(("abort", url.path.split("/")[-2]))
-        return CallbackResult(payload=self.tx(url.path.split("/")[-2], "ABORTED"))
-
-    def kinds(self) -> list[str]:
-        return [kind for kind, _ in self.events]
-
-    def rows(self) -> list[dict[str, Any]]:
-        tables = [pq.read_table(io.BytesIO(data)) for _, data in sorted(self.uploads.items())]
-        return pa.concat_tables(tables).to_pylist() if tables else []
 
 
 @pytest.fixture
