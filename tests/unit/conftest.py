@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -11,7 +12,7 @@ from aioresponses import aioresponses
 from yarl import URL
 
 from framework._http import FoundryClient, RetryPolicy
-from framework._settings import Environment
+from framework._settings import Environment, RuntimeSettings
 
 
 class _SentWriter:
@@ -35,6 +36,15 @@ def _aioresponses_compat(monkeypatch: pytest.MonkeyPatch) -> None:
 def mock() -> Iterator[aioresponses]:
     with aioresponses() as m:
         yield m
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Environment:
+    """A plain environment on a mocked host; stream and HTTP tests override it with their own."""
+    token = tmp_path / "token"
+    token.write_text("tok\n")
+    api = "http://foundry.test/api"
+    return Environment(token, tmp_path / "aliases.json", {}, api, f"{api}/sp", None, RuntimeSettings.load({}))
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import asyncio
 import re
 from collections.abc import Iterator
 from datetime import time
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -21,18 +20,10 @@ from framework._datasets import DatasetOutput
 from framework._errors import ConfigError
 from framework._handles import AckTracker
 from framework._http import FoundryClient, RetryPolicy
-from framework._settings import Environment, RuntimeSettings
 
-from .dataset_mocks import API, Foundry, bind
+from .dataset_mocks import Foundry, bind
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> Environment:
-    token = tmp_path / "token"
-    token.write_text("tok\n")
-    return Environment(token, tmp_path / "aliases.json", {}, API, f"{API}/sp", None, RuntimeSettings.load({}))
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import io
 import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import aiohttp
 import pyarrow as pa
@@ -21,18 +20,10 @@ from framework._errors import BadRequestError, ConfigError, ConnectorError, Reco
 from framework._handles import AckTracker
 from framework._http import FoundryClient, RetryPolicy
 from framework._io import arrow_batches
-from framework._settings import Environment, RuntimeSettings
 
-from .dataset_mocks import API, BASE, Foundry, bind
+from .dataset_mocks import BASE, Foundry, bind
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> Environment:
-    token = tmp_path / "token"
-    token.write_text("tok\n")
-    return Environment(token, tmp_path / "aliases.json", {}, API, f"{API}/sp", None, RuntimeSettings.load({}))
 
 
 @pytest.fixture

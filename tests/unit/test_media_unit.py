@@ -18,7 +18,7 @@ from framework._handles import AckTracker, Binding
 from framework._http import FoundryClient, RetryPolicy
 from framework._io import upload_body
 from framework._media import MediaItemPathError, MediaSetInput, MediaSetOutput, _transaction_id
-from framework._settings import Environment, ResourceRef, RuntimeSettings
+from framework._settings import ResourceRef, RuntimeSettings
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -26,13 +26,6 @@ API = "http://foundry.test/api"
 MS = "ri.mio.main.media-set.0000"
 BASE = f"{API}/v2/mediasets/{MS}"
 ITEM = "ri.mio.main.media-item.1111"
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> Environment:
-    token = tmp_path / "token"
-    token.write_text("tok\n")
-    return Environment(token, tmp_path / "aliases.json", {}, API, f"{API}/sp", None, RuntimeSettings.load({}))
 
 
 @pytest.fixture
