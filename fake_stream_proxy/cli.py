@@ -37,7 +37,8 @@ async def _serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     print(f"fake-stream-proxy listening on {fake.url}", flush=True)
-    print(f"admin token written to {args.state_dir / 'admin-token'}", flush=True)
+    # A local test fake's admin token, not a Foundry secret: shown so the admin API can be used at once.
+    print(f"admin token: {fake.admin_token} (also in {args.state_dir / 'admin-token'})", flush=True)
     try:
         await stop.wait()
     finally:

@@ -36,8 +36,10 @@ class Connector:
     every record written while processing it was acknowledged by Foundry, and in read order. Up to
     `CONNECTOR_MAX_IN_FLIGHT_BATCHES` batches per input are read ahead while earlier ones are published.
     A record that does not match its input model is never dropped silently: it is logged with its offset,
-    counted, and sent to the `DeadLetterOutput` when one is declared; processing goes on. An exception
-    from the transform stops the connector without committing that batch, so it is read again next run.
+    counted, and sent to the `DeadLetterOutput` when one is declared; processing goes on. The same holds for
+    a transform's output record its output model rejects: per-record transforms dead-letter the input record
+    (with its offset), batch transforms the output record. An exception from the transform stops the
+    connector without committing that batch, so it is read again next run.
     """
 
     #: Names the connector in logs and in the default subscriber id (`<name>-<alias>`).
@@ -240,7 +242,8 @@ class Connector:
         if not batch.records:
             return
         if mode == "transform_batch":
-            await self._emit(await getattr(self, "transform_batch")(batch.records))  # noqa: B009
+            result = await getattr(self, "transform_batch")(batch.records)  # noqa: B009
+            await self._emit(result, dead_letter_invalid=True)
             return
         transform = getattr(self, "transform")  # noqa: B009
         for record, (partition, offset) in zip(batch.records, batch.origins, strict=True):
@@ -252,7 +255,12 @@ class Connector:
                 error = f"transform output for {exc.alias!r} is invalid: {exc.message}"
                 await self._dead_letter(batch.source.alias, InvalidRecord(partition, offset, raw, error))
 
-    async def _emit(self, result: Any) -> None:
+    async def _emit(self, result: Any, *, dead_letter_invalid: bool = False) -> None:
+        """Publish a transform's result to the default output.
+
+        With `dead_letter_invalid` (batch transforms, where no input offset belongs to an output record), an
+        output record its model rejects is dead-lettered itself; otherwise the caller gets the error.
+        """
         if result is None:
             return
         # A pydantic model is itself iterable (over its fields): it is one record, like a dict.
@@ -266,12 +274,21 @@ class Connector:
                 f"{type(self).__name__}'s transform returned records but the connector does not have exactly "
                 "one StreamOutput: publish explicitly with `await self.<output>.publish(record)`"
             )
-        await output.publish_many(records)
+        if not dead_letter_invalid:
+            await output.publish_many(records)
+            return
+        for record in records:
+            try:
+                await output.publish(record)
+            except RecordValidationError as exc:
+                raw = record.model_dump(mode="json") if isinstance(record, BaseModel) else record
+                error = f"transform output for {exc.alias!r} is invalid: {exc.message}"
+                await self._dead_letter(output.alias, InvalidRecord(None, None, raw, error))
 
     async def _dead_letter(self, alias: str, invalid: InvalidRecord) -> None:
         self.log.error(
             "invalid record",
-            input=alias,
+            source=alias,
             partition=invalid.partition,
             offset=invalid.offset,
             error=invalid.error,

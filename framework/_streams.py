@@ -22,10 +22,10 @@ def stream_path(rid: str, branch: str, suffix: str = "", *, high_scale: bool = F
 
 @dataclass
 class InvalidRecord:
-    """A record that failed validation: kept with its position so it is never lost silently."""
+    """A record that failed validation: kept with its position (when it has one) so it is never lost silently."""
 
-    partition: str
-    offset: int
+    partition: str | None
+    offset: int | None
     raw: Any
     error: str
 

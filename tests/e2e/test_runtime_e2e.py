@@ -134,3 +134,34 @@ async def test_latest_read_mode_skips_history(tmp_path: Path) -> None:
         values = sorted(r["value"]["twice_x"] for r in await foundry.records(doubled))
         assert values == [2 * i for i in range(20)], values
         assert len(found) == 20
+
+
+class HalfBadBatch(Doubler):
+    """Every third output record breaks the output model: those are dead-lettered, the rest published."""
+
+    transform = None  # type: ignore[assignment]  # this subclass is batch-mode
+
+    async def transform_batch(self, records: list[Any]) -> list[dict[str, Any]]:
+        return [{"twice_x": 2 * r.x if r.x % 3 else f"bad-{r.x}"} for r in records]
+
+
+async def test_batch_transform_dead_letters_invalid_output_records(tmp_path: Path) -> None:
+    async with FakeFoundry(tmp_path) as foundry:
+        job, numbers, doubled = await _doubler_job(foundry)
+        dead = job.alias_map["dead_letters"]["rid"]
+        await foundry.publish(numbers, [{"x": i} for i in range(30)])
+        async with job.running(HalfBadBatch) as connector:
+            await foundry.wait_for_records(doubled, 20)
+            letters = await foundry.wait_for_records(dead, 10)
+            deadline = time.monotonic() + 10
+            while sum(connector.numbers.committed.values()) < 30:  # the whole input is committed
+                assert time.monotonic() < deadline, connector.numbers.committed
+                await asyncio.sleep(0.02)
+        assert sorted(r["value"]["twice_x"] for r in await foundry.records(doubled)) == [
+            2 * i for i in range(30) if i % 3
+        ]
+        assert sorted(r["value"]["raw"] for r in letters) == sorted(
+            f'{{"twice_x": "bad-{i}"}}' for i in range(30) if i % 3 == 0
+        )
+        assert {r["value"]["source"] for r in letters} == {"doubled"}
+        assert all("transform output for 'doubled' is invalid" in r["value"]["error"] for r in letters)
