@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from connectors.doubler import Doubled, Doubler
-from framework import Connector, DeadLetter, StreamOutput
+from connectors.doubler import Doubled, Doubler, Number
+from framework import Connector, DeadLetter, StreamInput, StreamOutput
 from framework.testing import FakeFoundry
 
 from .connector_process import ConnectorProcess, start_cli
@@ -165,3 +165,44 @@ async def test_batch_transform_dead_letters_invalid_output_records(tmp_path: Pat
         )
         assert {r["value"]["source"] for r in letters} == {"doubled"}
         assert all("transform output for 'doubled' is invalid" in r["value"]["error"] for r in letters)
+
+
+class Word(BaseModel):
+    word: str
+
+
+class Tagged(BaseModel):
+    source: str
+    value: str
+
+
+class Merger(Connector):
+    """Two inputs, one output: records from each input are told apart by their model."""
+
+    numbers = StreamInput[Number]("numbers")
+    words = StreamInput[Word]("words")
+    merged = StreamOutput[Tagged]("merged")
+
+    async def transform(self, record: Number | Word) -> Tagged:
+        if isinstance(record, Number):
+            return Tagged(source="numbers", value=str(record.x))
+        return Tagged(source="words", value=record.word)
+
+
+async def test_two_inputs_are_read_and_committed_independently(tmp_path: Path) -> None:
+    async with FakeFoundry(tmp_path) as foundry:
+        numbers = await foundry.create_stream("numbers", Number, partitions=2)
+        words = await foundry.create_stream("words", Word)
+        merged = await foundry.create_stream("merged", Tagged)
+        job = await foundry.job(inputs={"numbers": numbers, "words": words}, outputs={"merged": merged})
+        await foundry.publish(numbers, [{"x": i} for i in range(40)])
+        await foundry.publish(words, [{"word": w} for w in ("alpha", "beta", "gamma")])
+        async with job.running(Merger) as connector:
+            found = await foundry.wait_for_records(merged, 43)
+        assert sorted(r["value"]["value"] for r in found if r["value"]["source"] == "numbers") == sorted(
+            str(i) for i in range(40)
+        )
+        assert [r["value"]["value"] for r in found if r["value"]["source"] == "words"] == ["alpha", "beta", "gamma"]
+        assert sum(connector.numbers.committed.values()) == 40
+        assert connector.words.committed == {"0": 3}
+        assert connector.numbers.subscriber_id != connector.words.subscriber_id
