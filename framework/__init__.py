@@ -4,7 +4,7 @@ Subclass `Connector`, declare typed handles bound to aliases of the job's resour
 transform (or a free-running `run`), and start it with `connector run package.module:ClassName`.
 """
 
-from ._connector import Connector
+from ._connector import Connector, current_batch
 from ._datasets import DatasetFile, DatasetInput, DatasetOutput, DatasetTransaction
 from ._errors import (
     ConfigError,
@@ -20,7 +20,7 @@ from ._media import MediaItemInfo, MediaItemPathError, MediaSetInput, MediaSetOu
 from ._schema import stream_schema
 from ._settings import Environment, ResourceRef, RuntimeSettings, load_environment
 from ._stream_output import DeadLetter, DeadLetterOutput, StreamOutput
-from ._streams import StreamInput
+from ._streams import InputBatch, StreamInput
 
 __all__ = [
     "ConfigError",
@@ -35,6 +35,7 @@ __all__ = [
     "Environment",
     "FoundryClient",
     "FoundryError",
+    "InputBatch",
     "MediaItemInfo",
     "MediaItemPathError",
     "MediaSetInput",
@@ -49,6 +50,7 @@ __all__ = [
     "StreamInput",
     "StreamOutput",
     "UnauthorizedError",
+    "current_batch",
     "load_environment",
     "stream_schema",
 ]

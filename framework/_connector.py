@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -16,6 +17,18 @@ from ._logging import get_logger
 from ._settings import Environment
 from ._stream_output import DeadLetterOutput, StreamOutput
 from ._streams import InputBatch, InvalidRecord, StreamInput
+
+_current_batch: ContextVar[InputBatch[Any] | None] = ContextVar("framework_current_batch", default=None)
+
+
+def current_batch() -> InputBatch[Any] | None:
+    """The input batch the transform is processing (None outside one).
+
+    `batch.origins[i]` is the `(partition, offset)` of `batch.records[i]`: the list `transform_batch` receives
+    is `batch.records` itself. Useful to carry positions into outputs, e.g. for exact de-duplication
+    downstream of an at-least-once connector.
+    """
+    return _current_batch.get()
 
 
 class Connector:
@@ -237,6 +250,13 @@ class Connector:
             slots.release()
 
     async def _process(self, batch: InputBatch[Any], mode: str) -> None:
+        token = _current_batch.set(batch)
+        try:
+            await self._process_batch(batch, mode)
+        finally:
+            _current_batch.reset(token)
+
+    async def _process_batch(self, batch: InputBatch[Any], mode: str) -> None:
         for invalid in batch.invalid:
             await self._dead_letter(batch.source.alias, invalid)
         if not batch.records:

@@ -1,5 +1,5 @@
 """A stream archived into a dataset as Parquet: one APPEND transaction per flush, offsets committed after it."""
 
-from .connector import ArchiverSettings, Event, StreamArchiver
+from .connector import ArchivedEvent, ArchiverSettings, Event, StreamArchiver
 
-__all__ = ["ArchiverSettings", "Event", "StreamArchiver"]
+__all__ = ["ArchivedEvent", "ArchiverSettings", "Event", "StreamArchiver"]

@@ -16,7 +16,8 @@ Guarantees (at-least-once):
   cancellation or a shutdown aborts the transaction, so readers never see half of a flush.
 - Offsets are committed only after the rows read up to them are committed in the dataset. Killed at any
   point, the archiver loses nothing: the next run re-reads from the last committed offsets, so rows that
-  were committed to the dataset but whose offsets were not are written again (deduplicate on `id`).
+  were committed to the dataset but whose offsets were not are written again (de-duplicate on
+  `stream_partition`, `stream_offset`).
 - A transaction a killed run left OPEN on the branch is aborted (and logged) by the next run's first flush.
 - A record that does not match `Event` is logged with its partition and offset and skipped.
 
@@ -24,8 +25,8 @@ Sizing: offsets wait for the flush, so rows per transaction are also bounded by 
 CONNECTOR_MAX_IN_FLIGHT_BATCHES x CONNECTOR_READ_BATCH_SIZE (4 x 500 by default): when it is full the
 framework flushes early rather than stall. Raise both with ARCHIVER_FLUSH_ROWS for larger files.
 
-Not included: the source partition and offset of each row. Transforms receive validated records only
-(the framework keeps their positions to itself), so there is no clean way to add those columns here.
+Each row carries its source position (`stream_partition`, `stream_offset`): the duplicates at-least-once
+allows after a kill are exact copies of a position, so downstream can de-duplicate on those two columns.
 
 Run it: `connector run connectors.stream_archiver:StreamArchiver`
 """
@@ -39,7 +40,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from structlog.stdlib import BoundLogger
 
 from connectors._settings import load_settings
-from framework import Connector, DatasetOutput, Environment, FoundryClient, StreamInput
+from framework import Connector, DatasetOutput, Environment, FoundryClient, StreamInput, current_batch
 
 
 class Event(BaseModel):
@@ -49,6 +50,13 @@ class Event(BaseModel):
     name: str
     value: float
     ts: datetime
+
+
+class ArchivedEvent(Event):
+    """A dataset row: the event and where it was read from."""
+
+    stream_partition: str
+    stream_offset: int
 
 
 class ArchiverSettings(BaseSettings):
@@ -63,7 +71,7 @@ class ArchiverSettings(BaseSettings):
 
 class StreamArchiver(Connector):
     events = StreamInput[Event]("events")
-    archive = DatasetOutput("archive", model=Event, mode="append")
+    archive = DatasetOutput("archive", model=ArchivedEvent, mode="append")
 
     def __init__(self, env: Environment, client: FoundryClient, log: BoundLogger | None = None) -> None:
         super().__init__(env, client, log)
@@ -87,4 +95,11 @@ class StreamArchiver(Connector):
     async def transform_batch(self, records: list[Event]) -> None:
         # Returns at once (unless the previous flush is still committing: backpressure); the batch's offsets
         # are committed only when the transaction holding these rows has committed.
-        await self.archive.append(records)
+        batch = current_batch()
+        assert batch is not None and batch.records is records
+        await self.archive.append(
+            [
+                ArchivedEvent(**event.model_dump(), stream_partition=partition, stream_offset=offset)
+                for event, (partition, offset) in zip(records, batch.origins, strict=True)
+            ]
+        )

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 from pydantic import BaseModel
 
-from connectors.stream_archiver import Event, StreamArchiver
+from connectors.stream_archiver import ArchivedEvent, StreamArchiver
 from fake_stream_proxy import FakeServer
 from framework._arrow import schema_for
 from framework._dataset_schema import foundry_dataset_schema
@@ -154,9 +154,16 @@ async def test_stream_archiver_puts_the_event_schema(tmp_path: Path, monkeypatch
         table = (await run(lambda: datasets.read_table(a.dataset, format="ARROW"))).to_pyarrow()
 
     assert got.schema_.to_dict() == {
-        "fieldSchemaList": [col("id", "LONG"), col("name", "STRING"), col("value", "DOUBLE"), col("ts", "TIMESTAMP")]
+        "fieldSchemaList": [
+            col("id", "LONG"),
+            col("name", "STRING"),
+            col("value", "DOUBLE"),
+            col("ts", "TIMESTAMP"),
+            col("stream_partition", "STRING"),
+            col("stream_offset", "LONG"),
+        ]
     }
     assert got.branch_name == "master" and got.end_transaction_rid == commits[0]
     assert len(commits) >= 3 and len(puts) == 1  # put after the first commit only: the schema never changed
     assert puts[0]["dataframeReader"] == "PARQUET" and puts[0]["transactionRid"] == commits[0]
-    assert table.schema == schema_for(Event) and rows(table) == expected(0, 300)
+    assert table.schema == schema_for(ArchivedEvent) and rows(table) == expected(0, 300)

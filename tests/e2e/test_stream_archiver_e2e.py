@@ -117,8 +117,20 @@ async def archive_setup(foundry: FakeFoundry, partitions: int) -> Archive:
     return Archive(foundry, stream, dataset, job, reader, source)
 
 
+POSITION = ("stream_partition", "stream_offset")
+
+
 def rows(table: pa.Table) -> list[dict[str, Any]]:
-    return sorted(table.to_pylist(), key=lambda r: int(r["id"]))
+    """The archived events without their source positions (checked by `positions_match`)."""
+    found = sorted(table.to_pylist(), key=lambda r: int(r["id"]))
+    return [{k: v for k, v in r.items() if k not in POSITION} for r in found]
+
+
+async def positions_match(foundry: FakeFoundry, a: Archive, table: pa.Table) -> None:
+    """Every row's (partition, offset) is where that event sits in the input stream."""
+    where = {int(r["value"]["id"]): (r["partition"], r["offset"]) for r in await foundry.records(a.events)}
+    for row in table.to_pylist():
+        assert (row["stream_partition"], row["stream_offset"]) == where[int(row["id"])], row
 
 
 def expected(start: int, stop: int) -> list[dict[str, Any]]:
@@ -159,6 +171,7 @@ async def test_one_append_transaction_per_flush_by_size_time_and_shutdown(
         txns = await a.transactions()
         assert [(t["transactionType"], t["status"]) for t in txns] == [("APPEND", "COMMITTED")] * 5
         assert rows(await a.table()) == expected(0, 365)
+        await positions_match(foundry, a, await a.table())
         commits = [e for e in (await a.job.provenance())["events"] if e["operation"] == "commitTransaction"]
         assert len(commits) == 5 and {e["rid"] for e in commits} == {a.dataset}
 
@@ -279,8 +292,11 @@ async def test_sigkill_mid_transaction_then_restart_loses_nothing(tmp_path: Path
         txns = {t["rid"]: t["status"] for t in await a.transactions()}
         assert txns[stale] == "ABORTED" and "OPEN" not in txns.values()
         assert any(e.get("event") == "aborting stale open transaction" for e in third.events())
-        ids = [int(r["id"]) for r in (await a.table()).to_pylist()]
+        archived = (await a.table()).to_pylist()
+        ids = [int(r["id"]) for r in archived]
         missing, duplicates, unexpected = coverage(ids, set(range(count)))
+        # The duplicates are exact copies of a source position: de-duplicating on it restores the stream.
+        assert len({(r["stream_partition"], r["stream_offset"]) for r in archived}) == count
         report = f"{len(missing)} missing, {duplicates} duplicates; kills at rows/offsets {rows_1}/{position_1}, "
         report += f"{rows_2}/{position_2}"
         assert not missing and not unexpected, report
