@@ -22,7 +22,7 @@ from ._errors import (
     RecordValidationError,
     validation_message,
 )
-from ._handles import Binding, Handle, as_model, track
+from ._handles import Binding, Handle, as_model, settle, track
 from ._io import CHUNK_BYTES, arrow_batches
 from ._transactions import (
     DatasetFile,
@@ -44,15 +44,6 @@ __all__ = ["DatasetFile", "DatasetInput", "DatasetOutput", "DatasetTransaction",
 def _quiet(future: asyncio.Future[None]) -> None:
     """Mark a failure as retrieved: it is reported through `track()` and logs, not loop warnings."""
     future.add_done_callback(lambda f: f.cancelled() or f.exception())
-
-
-def _settle(acks: Sequence[asyncio.Future[None]], error: BaseException | None = None) -> None:
-    for ack in acks:
-        if not ack.done():
-            if error is None:
-                ack.set_result(None)
-            else:
-                ack.set_exception(error if isinstance(error, Exception) else ConnectorError(f"write {error!r}"))
 
 
 class _DatasetReads(Handle):
@@ -268,7 +259,7 @@ class DatasetOutput(_DatasetReads):
             try:
                 info = await open_transaction(self, "SNAPSHOT" if mode == "snapshot" else "APPEND")
             except BaseException as err:
-                _settle(acks, err)
+                settle(acks, err)
                 raise
             tx = self._open_tx = DatasetTransaction(self, info)
             try:
@@ -280,11 +271,11 @@ class DatasetOutput(_DatasetReads):
                 try:
                     await asyncio.shield(tx.abort())  # runs to the end even if we are cancelled again
                 finally:
-                    _settle(acks, err)
+                    settle(acks, err)
                 raise
             finally:
                 self._open_tx = None
-            _settle(acks)  # the rows are committed: a schema put below must not delay or fail their acks
+            settle(acks)  # the rows are committed: a schema put below must not delay or fail their acks
             if self.put_schema:
                 await self._schemas.after_commit(self, tx, snapshot=mode == "snapshot")
 
@@ -311,7 +302,7 @@ class DatasetOutput(_DatasetReads):
             if self._buffer_rows:
                 self._acks.append(ack)
             elif self._flushing is not None and not self._flushing.done():
-                self._flushing.add_done_callback(lambda t: _settle([ack], None if t.cancelled() else t.exception()))
+                self._flushing.add_done_callback(lambda t: settle([ack], None if t.cancelled() else t.exception()))
             else:
                 ack.set_result(None)
             return
@@ -354,7 +345,7 @@ class DatasetOutput(_DatasetReads):
             async with self._transaction("append", acks) as tx:
                 await tx.write_table(table)
         except BaseException as err:
-            _settle(acks, err)
+            settle(acks, err)
             if isinstance(err, Exception):
                 self.log.error("buffered append failed; its rows were not written", rows=rows, error=str(err))
                 self._failure = err
@@ -388,7 +379,7 @@ class DatasetOutput(_DatasetReads):
             self._flushing.cancel()
             await asyncio.wait([self._flushing])
         dropped = self._buffer_rows
-        _settle(self._acks, ConnectorError(f"output {self.alias!r} closed before its buffered rows were written"))
+        settle(self._acks, ConnectorError(f"output {self.alias!r} closed before its buffered rows were written"))
         self._buffer, self._acks, self._buffer_rows, self._buffer_bytes = [], [], 0, 0
         if dropped:
             self.log.warning("dropped unflushed rows on close", rows=dropped)

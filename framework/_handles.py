@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Self, TypeVar
 
 from pydantic import BaseModel
 
-from ._errors import ConfigError
+from ._errors import ConfigError, ConnectorError
 
 if TYPE_CHECKING:
     from structlog.stdlib import BoundLogger
@@ -190,3 +190,16 @@ def as_model(model: type[ModelT], record: Any) -> ModelT:
     if isinstance(record, BaseModel):
         record = record.model_dump()
     return model.model_validate(record)
+
+
+def settle(acks: Iterable[asyncio.Future[None]], error: BaseException | None = None) -> None:
+    """Resolve (or fail with `error`) every ack still pending; a cancellation fails them as a ConnectorError."""
+    for ack in acks:
+        if ack.done():
+            continue
+        if error is None:
+            ack.set_result(None)
+        else:
+            ack.set_exception(
+                error if isinstance(error, Exception) else ConnectorError(f"write interrupted: {error!r}")
+            )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import Any, Self
 from urllib.parse import quote
 
 from ._errors import ConfigError, ConnectorError, NotFoundError, PermissionDeniedError
-from ._handles import Binding, Handle, track
+from ._handles import Binding, Handle, settle, track
 from ._io import CHUNK_BYTES, Body, upload_body, write_atomically
 
 MAX_PATH_CHARS = 255  # Foundry: a media item path must be shorter than 256 characters
@@ -170,15 +170,6 @@ class MediaTransaction:
     idle: asyncio.Event = field(default_factory=_idle_event)
 
 
-def _settle(acks: Sequence[asyncio.Future[None]], error: BaseException | None = None) -> None:
-    for ack in acks:
-        if not ack.done():
-            if error is None:
-                ack.set_result(None)
-            else:
-                ack.set_exception(error if isinstance(error, Exception) else ConnectorError(f"upload {error!r}"))
-
-
 class MediaSetOutput(_MediaReads):
     """A media set the job writes: `upload(path, body)` returns the new item's rid (last write to a path wins).
 
@@ -226,11 +217,11 @@ class MediaSetOutput(_MediaReads):
                 try:
                     await asyncio.shield(self._abort(tx))  # runs to the end even if we are cancelled again
                 finally:
-                    _settle(tx.acks, err)
+                    settle(tx.acks, err)
                 raise
             finally:
                 self._tx = None
-            _settle(tx.acks)
+            settle(tx.acks)
 
     async def _end(self, tx: MediaTransaction, action: str) -> None:
         await self.client.request_json(
@@ -253,7 +244,7 @@ class MediaSetOutput(_MediaReads):
         tx = self._tx
         if tx is not None and not tx.aborted:
             await self._abort(tx)
-            _settle(tx.acks, ConnectorError(f"output {self.alias!r} closed before media transaction {tx.id} committed"))
+            settle(tx.acks, ConnectorError(f"output {self.alias!r} closed before media transaction {tx.id} committed"))
 
     async def upload(self, path: str, body: Body, *, mime_type: str | None = None) -> str:
         """Upload one item (bytes, a local file, or an async iterable of bytes); returns its rid.
@@ -270,7 +261,7 @@ class MediaSetOutput(_MediaReads):
                     return await self._upload_into(tx, path, body, mime_type, ack)
             return await self._upload_into(self._tx, path, body, mime_type, ack)
         except BaseException as err:
-            _settle([ack], err)
+            settle([ack], err)
             raise
 
     async def _upload_into(

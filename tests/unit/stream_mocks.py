@@ -12,10 +12,11 @@ from typing import Any, TypeVar
 
 import structlog
 from aioresponses import CallbackResult, aioresponses
+from pydantic import BaseModel
 from yarl import URL
 
 from framework._handles import Binding, Handle
-from framework._http import FoundryClient
+from framework._http import FoundryClient, RetryPolicy
 from framework._settings import Environment, ResourceRef, RuntimeSettings
 
 API = "http://foundry.test/api"
@@ -27,6 +28,15 @@ RIDS = {
 TOKEN = "unit-test-token-value"
 
 H = TypeVar("H", bound=Handle)
+FAST = RetryPolicy(max_attempts=2, initial_backoff_s=0.001, max_backoff_s=0.002)
+
+
+class Number(BaseModel):
+    x: int
+
+
+class Doubled(BaseModel):
+    twice_x: int
 
 
 def make_env(tmp_path: Path, **runtime: str) -> Environment:

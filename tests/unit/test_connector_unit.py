@@ -16,22 +16,12 @@ from pydantic import BaseModel, Field
 from fake_stream_proxy.stream_schema import check_schema
 from framework import Connector, DeadLetterOutput, StreamInput, StreamOutput, stream_schema
 from framework._errors import ConfigError, PermissionDeniedError
-from framework._http import FoundryClient, RetryPolicy
+from framework._http import FoundryClient
 from framework._settings import Environment
 
-from .stream_mocks import InputStream, Publishes, make_env, mock_stream, wait_for
+from .stream_mocks import FAST, Doubled, InputStream, Number, Publishes, make_env, mock_stream, wait_for
 
 pytestmark = pytest.mark.timeout(20)
-
-FAST = RetryPolicy(max_attempts=2, initial_backoff_s=0.001, max_backoff_s=0.002)
-
-
-class Number(BaseModel):
-    x: int
-
-
-class Doubled(BaseModel):
-    twice_x: int
 
 
 class Doubler(Connector):

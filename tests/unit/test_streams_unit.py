@@ -8,28 +8,17 @@ from pathlib import Path
 
 import pytest
 from aioresponses import aioresponses
-from pydantic import BaseModel
 
 from framework._errors import ConfigError, PermissionDeniedError, RecordValidationError
 from framework._handles import AckTracker
-from framework._http import FoundryClient, RetryPolicy
+from framework._http import FoundryClient
 from framework._settings import Environment
 from framework._stream_output import StreamOutput
 from framework._streams import StreamInput
 
-from .stream_mocks import InputStream, Publishes, bind, make_env, wait_for
+from .stream_mocks import Doubled, InputStream, Number, Publishes, bind, make_env, wait_for
 
 pytestmark = pytest.mark.timeout(20)
-
-FAST = RetryPolicy(max_attempts=2, initial_backoff_s=0.001, max_backoff_s=0.002)
-
-
-class Number(BaseModel):
-    x: int
-
-
-class Doubled(BaseModel):
-    twice_x: int
 
 
 @pytest.fixture
