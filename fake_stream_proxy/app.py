@@ -94,11 +94,18 @@ class FakeServer:
     """
 
     def __init__(
-        self, state_dir: Path, *, host: str = "127.0.0.1", port: int = 0, admin_token: str | None = None
+        self,
+        state_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        admin_token: str | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.host = host
         self.port = port
+        self.max_body_bytes = max_body_bytes
         self.admin_token = load_admin_token(self.state_dir, admin_token)
         self._runner: web.AppRunner | None = None
 
@@ -107,7 +114,7 @@ class FakeServer:
         return f"http://{self.host}:{self.port}"
 
     async def start(self) -> None:
-        app = create_app(self.state_dir, self.admin_token)
+        app = create_app(self.state_dir, self.admin_token, self.max_body_bytes)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)

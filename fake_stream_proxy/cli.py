@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .app import FakeServer
+from .app import DEFAULT_MAX_BODY_BYTES, FakeServer
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,11 +26,23 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--admin-token", default=None, help="token for /_fake/* (default: generated, saved to DIR/admin-token)"
     )
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help=f"JSON request bodies over this get 413 (default {DEFAULT_MAX_BODY_BYTES}; uploads stream to disk)",
+    )
     return parser
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    fake = FakeServer(args.state_dir, host=args.host, port=args.port, admin_token=args.admin_token)
+    fake = FakeServer(
+        args.state_dir,
+        host=args.host,
+        port=args.port,
+        admin_token=args.admin_token,
+        max_body_bytes=args.max_body_bytes,
+    )
     await fake.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from fake_stream_proxy import FakeServer
@@ -387,3 +389,14 @@ def test_schema_checks() -> None:
     for bad in ({}, {"fields": [{"name": "a"}]}, {"fields": [field("a", "integer"), field("a", "string")]}):
         with pytest.raises(SchemaError):
             check_schema(bad)
+
+
+async def test_body_over_the_size_limit_is_413_and_stores_nothing(tmp_path: Path) -> None:
+    async with FakeServer(tmp_path, max_body_bytes=4096) as fake, aiohttp.ClientSession() as session:
+        small = Admin(fake, session)
+        rid = (await make_stream(small, schema=None))["rid"]
+        status, body = await publish(small, rid, [{"pad": "x" * 100} for _ in range(100)])  # ~12 KB
+        assert status == 413
+        assert body["errorCode"] == "REQUEST_ENTITY_TOO_LARGE"
+        assert await end_offsets(small, rid) == {"0": 0}
+        assert (await publish(small, rid, [{"pad": "x"}]))[0] == 204  # the limit is per request
