@@ -19,6 +19,7 @@ from ._http import FoundryClient, RetryPolicy
 from ._media import MediaItemInfo, MediaItemPathError, MediaSetInput, MediaSetOutput, MediaTransaction
 from ._schema import stream_schema
 from ._settings import Environment, ResourceRef, RuntimeSettings, load_environment
+from ._sls import mark_safe, safe
 from ._stream_output import DeadLetter, DeadLetterOutput, StreamOutput
 from ._streams import InputBatch, StreamInput
 
@@ -52,5 +53,7 @@ __all__ = [
     "UnauthorizedError",
     "current_batch",
     "load_environment",
+    "mark_safe",
+    "safe",
     "stream_schema",
 ]

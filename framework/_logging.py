@@ -1,7 +1,9 @@
 """Structured logging: JSON lines in a container, readable lines on a terminal, secrets never shown.
 
-Foundry captures a compute module's stdout, so in a container every line must be one JSON object.
-structlog and stdlib `logging` (aiohttp's loggers) share one renderer and one redaction step.
+Foundry captures a compute module's stdout, so in a container every line must be one JSON object: plain
+JSON (`json`, shown as one string per line under Foundry's plaintext log format) or Palantir's SLS
+`service.1` shape (`sls`, see `_sls.py`). structlog and stdlib `logging` (aiohttp's loggers) share one
+renderer and one redaction step.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import re
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, Literal, TextIO, cast
+from typing import Any, Literal, TextIO, cast, get_args
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-LogFormat = Literal["auto", "json", "console"]
+from ._sls import SafeArg, render_sls, unwrap
+
+LogFormat = Literal["auto", "json", "console", "sls"]
+LOG_FORMATS: tuple[str, ...] = get_args(LogFormat)
 
 REDACTED = "[REDACTED]"
 _MIN_SECRET_LEN = 4
@@ -25,6 +30,12 @@ _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 # Keys whose values are secrets whatever they hold; `*_path`, `*_names`... only point at or name secrets.
 _SENSITIVE_KEY = re.compile(r"token|authorization|passw(or)?d|secret|credential|api[-_]?key", re.IGNORECASE)
 _SAFE_KEY_SUFFIX = re.compile(r"(_path|_file|_names?|_count|Path|File|Names?|Count)$")
+# Secrets that need no registering: the password of a URL's user-info and secret-named query parameters.
+_URL_PASSWORD = re.compile(r"(?<=://)([^\s/?#@:]*):[^\s/?#@]+@")
+_SECRET_QUERY = re.compile(
+    r"([?&;](?:[\w.-]*(?:token|passw(?:or)?d|secret|api[-_]?key|apikey|signature|sig|credential)[\w.-]*)=)[^&#\s\"']+",
+    re.IGNORECASE,
+)
 
 
 class _Secrets:
@@ -45,7 +56,11 @@ class _Secrets:
 
     def scrub(self, text: str) -> str:
         pattern = self.pattern
-        return pattern.sub(REDACTED, text) if pattern is not None else text
+        if pattern is not None:
+            text = pattern.sub(REDACTED, text)
+        if "://" in text or "=" in text:
+            text = _SECRET_QUERY.sub(rf"\1{REDACTED}", _URL_PASSWORD.sub(rf"\1:{REDACTED}@", text))
+        return text
 
 
 _SECRETS = _Secrets()
@@ -64,6 +79,8 @@ def _is_sensitive_key(key: object) -> bool:
 
 
 def _scrub(value: Any) -> Any:
+    if isinstance(value, SafeArg):
+        return SafeArg(_scrub(value.value))
     if isinstance(value, str):
         return _SECRETS.scrub(value)
     if isinstance(value, BaseException):
@@ -85,6 +102,11 @@ def redact(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> Event
     if exc_info is not None:
         scrubbed["exc_info"] = exc_info
     return scrubbed
+
+
+def _unwrap_safe(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """Outside SLS a `safe(...)` value is just its value."""
+    return {k: unwrap(v) for k, v in event_dict.items()}
 
 
 class _ScrubRendered:
@@ -118,10 +140,19 @@ def _normalise_level(level: str) -> str:
     return name
 
 
+def parse_log_format(value: str) -> LogFormat:
+    """`CONNECTOR_LOG_FORMAT`'s value, or a ValueError naming the choices."""
+    name = value.strip().lower()
+    if name not in LOG_FORMATS:
+        raise ValueError(f"log format {value!r} is not one of {', '.join(LOG_FORMATS)}")
+    return cast(LogFormat, name)
+
+
 def configure_logging(format: LogFormat = "auto", level: str = "INFO", *, stream: TextIO | None = None) -> None:
     """Install the structlog chain and one root handler; calling it again replaces the previous setup."""
     global _handler
     level_name = _normalise_level(level)
+    format = parse_log_format(format)
     out = stream if stream is not None else sys.stdout
     is_tty = bool(getattr(out, "isatty", lambda: False)())
     use_console = format == "console" or (format == "auto" and is_tty)
@@ -133,11 +164,14 @@ def configure_logging(format: LogFormat = "auto", level: str = "INFO", *, stream
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: Processor
-    if use_console:
-        final: list[Processor] = [redact]
+    if format == "sls":
+        final: list[Processor] = [structlog.processors.format_exc_info, redact]
+        renderer = render_sls
+    elif use_console:
+        final = [redact, _unwrap_safe]
         renderer = structlog.dev.ConsoleRenderer(colors=is_tty)
     else:
-        final = [structlog.processors.format_exc_info, redact]
+        final = [structlog.processors.format_exc_info, redact, _unwrap_safe]
         renderer = structlog.processors.JSONRenderer()
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,

@@ -20,7 +20,7 @@ from structlog.stdlib import BoundLogger
 from ._connector import Connector
 from ._errors import ConfigError, FoundryError
 from ._http import FoundryClient, RetryPolicy
-from ._logging import LogFormat, configure_logging, get_logger, register_secret
+from ._logging import LogFormat, bind_context, configure_logging, get_logger, parse_log_format, register_secret
 from ._settings import Environment, load_environment
 from ._streams import StreamInput
 
@@ -47,8 +47,10 @@ def _setup_logging(environ: Mapping[str, str]) -> BoundLogger:
 
     An invalid CONNECTOR_LOG_* value falls back to the default here and is reported by `load_environment`.
     """
-    fmt = environ.get("CONNECTOR_LOG_FORMAT", "auto")
-    format_: LogFormat = fmt if fmt in ("json", "console") else "auto"  # type: ignore[assignment]
+    try:
+        format_: LogFormat = parse_log_format(environ.get("CONNECTOR_LOG_FORMAT", "auto"))
+    except ValueError:
+        format_ = "auto"
     try:
         configure_logging(format_, environ.get("CONNECTOR_LOG_LEVEL", "INFO"))
     except ValueError:
@@ -173,6 +175,7 @@ def main_run(
     log = _setup_logging(environ)
     try:
         cls = load_connector_class(spec_or_cls) if isinstance(spec_or_cls, str) else spec_or_cls
+        bind_context(connector=cls.name or cls.__name__)  # every line names it: SLS shows it as a tag
         env = load_environment(environ)
         _register_secrets(env)
         if check:

@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 
 from ._config_files import existing_file, one_line, read_json, read_text
 from ._errors import ConfigError
-from ._logging import _normalise_level
+from ._logging import LogFormat, _normalise_level
 from ._sources import (
     HttpConnectionConfig,
     SourceConfiguration,
@@ -112,7 +112,7 @@ class RuntimeSettings(_EnvSettings):
     read_mode: Literal["subscriber", "earliest", "latest"] = "subscriber"
     subscriber_id: str | None = Field(None, min_length=1)
     poll_interval_ms: float = Field(250, gt=0)
-    log_format: Literal["auto", "json", "console"] = "auto"
+    log_format: LogFormat = "auto"
     log_level: str = "INFO"
     progress_interval_s: float = Field(30, gt=0)
     shutdown_timeout_s: float = Field(20, gt=0)

@@ -11,8 +11,11 @@ from typing import Any
 import pytest
 import structlog
 
+import framework
 import framework._logging as flog
 from framework._logging import configure_logging, get_logger, register_secret
+
+from ..sls_rules import assert_service_1
 
 
 class _Tty(io.StringIO):
@@ -168,3 +171,89 @@ def test_default_stream_follows_current_stdout(capsys: pytest.CaptureFixture[str
     configure_logging("json")
     get_logger("t").info("to stdout")
     assert json.loads(capsys.readouterr().out.strip())["event"] == "to stdout"
+
+
+# --- SLS service.1 -------------------------------------------------------------------------------------------
+
+
+def test_sls_shape_and_safe_split() -> None:
+    out = io.StringIO()
+    configure_logging("sls", "DEBUG", stream=out)
+    log = get_logger("framework.test", connector="demo")
+    log.info("invalid record", source="numbers", partition=2, offset=17, error="x is not an int: 'abc'", wait_s=0.5)
+    log.debug("fetched", count=3, url="http://host/x")
+    log.warning("slow")
+    (info, debug, warning) = json_lines(out)
+    for line in (info, debug, warning):
+        assert_service_1(line)
+    assert info["level"] == "INFO" and info["message"] == "invalid record" and info["origin"] == "framework.test"
+    assert info["params"] == {"source": "numbers", "partition": 2, "offset": 17, "wait_s": 0.5}
+    assert info["unsafeParams"] == {"error": "x is not an int: 'abc'"}
+    assert info["tags"] == {"connector": "demo"}
+    assert (
+        debug["level"] == "DEBUG"
+        and debug["params"] == {"count": 3}
+        and debug["unsafeParams"] == {"url": "http://host/x"}
+    )
+    assert warning["level"] == "WARN"
+
+
+def test_sls_levels_stacktrace_and_stdlib() -> None:
+    out = io.StringIO()
+    configure_logging("sls", "INFO", stream=out)
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        get_logger("t").exception("failed", count=1)
+    get_logger("t").critical("dying")
+    logging.getLogger("aiohttp.client").error("stdlib %s", "error")
+    failed, dying, stdlib = json_lines(out)
+    for line in (failed, dying, stdlib):
+        assert_service_1(line)
+    assert failed["level"] == "ERROR" and "RuntimeError: boom" in failed["stacktrace"]
+    assert "exception" not in failed["params"] and "exception" not in failed["unsafeParams"]
+    assert dying["level"] == "FATAL"
+    assert stdlib["level"] == "ERROR" and stdlib["message"] == "stdlib error" and stdlib["origin"] == "aiohttp.client"
+
+
+def test_sls_marking_safe_and_redaction_in_every_field() -> None:
+    out = io.StringIO()
+    configure_logging("sls", stream=out)
+    register_secret("sls-secret-token-77")
+    framework.mark_safe("my_counter")
+    try:
+        raise ValueError("token sls-secret-token-77 rejected")
+    except ValueError:
+        get_logger("t", connector="sls-secret-token-77").exception(
+            "calling sls-secret-token-77",
+            my_counter=5,
+            source=framework.safe("s3 sls-secret-token-77"),
+            url="https://bob:hunter2pw@example.test/x?api_key=k3y-value&page=2",
+            password="pw-123456",
+        )
+    text = out.getvalue()
+    assert "sls-secret-token-77" not in text and "hunter2pw" not in text and "k3y-value" not in text
+    assert "pw-123456" not in text
+    (line,) = json_lines(out)
+    assert_service_1(line)
+    assert line["params"]["my_counter"] == 5 and line["params"]["source"] == "s3 [REDACTED]"
+    assert line["unsafeParams"]["url"] == "https://bob:[REDACTED]@example.test/x?api_key=[REDACTED]&page=2"
+
+
+def test_safe_values_render_plainly_outside_sls() -> None:
+    out = io.StringIO()
+    configure_logging("json", stream=out)
+    get_logger("t").info("fetched", source=framework.safe("s3"))
+    assert json_lines(out)[0]["source"] == "s3"
+
+
+def test_url_passwords_redacted_without_registering() -> None:
+    out = io.StringIO()
+    configure_logging("json", stream=out)
+    get_logger("t").info("source", url="http://user:PASSWORD-1@host:8/x?token=abc123&n=1")
+    assert json_lines(out)[0]["url"] == "http://user:[REDACTED]@host:8/x?token=[REDACTED]&n=1"
+
+
+def test_invalid_format_rejected() -> None:
+    with pytest.raises(ValueError, match="log format 'xml' is not one of auto, json, console, sls"):
+        configure_logging("xml", stream=io.StringIO())  # type: ignore[arg-type]
