@@ -54,6 +54,14 @@ class _Secrets:
             ordered = sorted(self._values, key=len, reverse=True)
             self.pattern = re.compile("|".join(re.escape(v) for v in ordered))
 
+    def remove(self, value: str) -> None:
+        with self._lock:
+            if value not in self._values:
+                return
+            self._values.discard(value)
+            ordered = sorted(self._values, key=len, reverse=True)
+            self.pattern = re.compile("|".join(re.escape(v) for v in ordered)) if ordered else None
+
     def scrub(self, text: str) -> str:
         pattern = self.pattern
         if pattern is not None:
@@ -72,6 +80,11 @@ def register_secret(value: str) -> None:
     value = value.strip()
     if len(value) >= _MIN_SECRET_LEN:
         _SECRETS.add(value)
+
+
+def forget_secret(value: str) -> None:
+    """Stop redacting `value` (a per-job credential once its job is done), keeping the pattern small."""
+    _SECRETS.remove(value.strip())
 
 
 def _is_sensitive_key(key: object) -> bool:
