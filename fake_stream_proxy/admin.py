@@ -9,7 +9,14 @@ from aiohttp import web
 from .context import FakeContext
 from .errors import ApiError, bad_request
 from .params import json_object
-from .routing import RouteTable
+from .routing import RouteTable, table
+
+ROUTES = """
+    GET     /health                                     health
+    POST    /resources                                  create_resource
+    POST    /jobs                                       create_job
+    GET     /provenance                                 provenance
+"""
 
 
 class AdminHandlers:
@@ -54,15 +61,4 @@ class AdminHandlers:
 
 
 def route_tables(ctx: FakeContext) -> list[RouteTable]:
-    h = AdminHandlers(ctx)
-    return [
-        RouteTable(
-            ("/_fake",),
-            [
-                ("GET", "/health", h.health),
-                ("POST", "/resources", h.create_resource),
-                ("POST", "/jobs", h.create_job),
-                ("GET", "/provenance", h.provenance),
-            ],
-        )
-    ]
+    return [table(("/_fake",), AdminHandlers(ctx), ROUTES)]

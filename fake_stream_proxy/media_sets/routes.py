@@ -3,29 +3,25 @@
 from __future__ import annotations
 
 from ..context import FakeContext
-from ..routing import RouteTable
+from ..routing import RouteTable, table
 from .handlers import MediaSetHandlers
 from .store import MediaSetStore
 
-MEDIA_SET = "/v2/mediasets/{rid}"
+# `getRidByPath` before `{item}`, which would match it too.
+ROUTES = """
+    GET     /{rid}                                      get_media_set
+    POST    /{rid}/transactions                         create_transaction
+    POST    /{rid}/transactions/{txn}/commit            commit
+    POST    /{rid}/transactions/{txn}/abort             abort
+    POST    /{rid}/items                                upload
+    GET     /{rid}/items/getRidByPath                   rid_by_path
+    GET     /{rid}/items/{item}                         info
+    GET     /{rid}/items/{item}/content                 content
+    GET     /{rid}/items/{item}/original                content
+"""
 
 
 def route_tables(ctx: FakeContext) -> list[RouteTable]:
-    h = MediaSetHandlers(ctx, MediaSetStore(ctx.storage, ctx.provenance))
-    ctx.resource_creators["media_set"] = h.create_for_admin
-    return [
-        RouteTable(
-            ("/api",),
-            [
-                ("GET", MEDIA_SET, h.get_media_set),
-                ("POST", MEDIA_SET + "/transactions", h.create_transaction),
-                ("POST", MEDIA_SET + "/transactions/{txn}/commit", h.commit),
-                ("POST", MEDIA_SET + "/transactions/{txn}/abort", h.abort),
-                ("POST", MEDIA_SET + "/items", h.upload),
-                ("GET", MEDIA_SET + "/items/getRidByPath", h.rid_by_path),
-                ("GET", MEDIA_SET + "/items/{item}", h.info),
-                ("GET", MEDIA_SET + "/items/{item}/content", h.content),
-                ("GET", MEDIA_SET + "/items/{item}/original", h.content),
-            ],
-        )
-    ]
+    handlers = MediaSetHandlers(ctx, MediaSetStore(ctx.storage, ctx.provenance))
+    ctx.resource_creators["media_set"] = handlers.create_for_admin
+    return [table(("/api",), handlers, ROUTES, prefix="/v2/mediasets")]

@@ -3,57 +3,63 @@
 from __future__ import annotations
 
 from ..context import FakeContext
-from ..routing import RouteTable
+from ..routing import RouteTable, table
 from .handlers import StreamHandlers, SubscriberHandlers
 from .legacy import LegacyHandlers
 from .store import StreamStore
 from .subscribers import SubscriberStore
 
 # `/api` is what the SDK's static hostname uses (highScale included); `/stream-proxy/api` is the
-# `stream_proxy` base of service discovery.
+# `stream_proxy` base of service discovery. The legacy routes exist only below the latter.
 V2_BASES = ("/api", "/stream-proxy/api")
 LEGACY_BASES = ("/stream-proxy/api",)
-STREAMS = "/v2/streams/datasets/{rid}/streams"
+
+STREAMS = "/v2/streams/datasets"
+STREAM_ROUTES = """
+    POST    /create                                              create_dataset
+    POST    /{rid}/streams                                       create_stream
+    GET     /{rid}/streams/{branch}                              get_stream
+    POST    /{rid}/streams/{branch}/reset                        reset
+"""
+SUBSCRIBER_ROUTES = """
+    POST    /{rid}/streams/{branch}/subscribers                  create
+    DELETE  /{rid}/streams/{branch}/subscribers/{subscriberId}   delete
+"""
+
 HIGH_SCALE = "/v2/highScale/streams/datasets/{rid}/streams/{branch}"
-SUBSCRIBER = HIGH_SCALE + "/subscribers/{subscriberId}"
+HIGH_SCALE_ROUTES = """
+    POST    /publishRecord                                       publish_record
+    POST    /publishRecords                                      publish_records
+    POST    /publishBinaryRecord                                 publish_binary_record
+    GET     /getRecords                                          get_records
+    GET     /getEndOffsets                                       get_end_offsets
+"""
+HIGH_SCALE_SUBSCRIBER_ROUTES = """
+    POST    /subscribers/{subscriberId}/readRecords              read_records
+    POST    /subscribers/{subscriberId}/commitOffsets            commit_offsets
+    GET     /subscribers/{subscriberId}/getReadPosition          get_read_position
+    POST    /subscribers/{subscriberId}/resetOffsets             reset_offsets
+"""
+
 LEGACY = "/streams/{rid}"
+LEGACY_ROUTES = """
+    GET     /branches/{branch}/records                           records
+    POST    /branches/{branch}/jsonRecord                        json_record
+    POST    /views/{viewRid}/jsonRecords                         json_records
+    GET     /views/{viewRid}/partition/{partition}/recordsV2     records_v2
+"""
 
 
 def route_tables(ctx: FakeContext) -> list[RouteTable]:
     store = StreamStore(ctx.storage, ctx.provenance)
     v2 = StreamHandlers(ctx, store)
-    subs = SubscriberHandlers(ctx, store, SubscriberStore(store))
-    legacy = LegacyHandlers(ctx, store)
+    subscribers = SubscriberHandlers(ctx, store, SubscriberStore(store))
     ctx.resource_creators["stream"] = v2.create_for_admin
+    # The v2 routes never answered HEAD (head=False); the legacy ones did.
     return [
-        RouteTable(
-            V2_BASES,
-            [
-                ("POST", "/v2/streams/datasets/create", v2.create_dataset),
-                ("POST", STREAMS, v2.create_stream),
-                ("GET", STREAMS + "/{branch}", v2.get_stream),
-                ("POST", STREAMS + "/{branch}/reset", v2.reset),
-                ("POST", HIGH_SCALE + "/publishRecord", v2.publish_record),
-                ("POST", HIGH_SCALE + "/publishRecords", v2.publish_records),
-                ("POST", HIGH_SCALE + "/publishBinaryRecord", v2.publish_binary_record),
-                ("GET", HIGH_SCALE + "/getRecords", v2.get_records),
-                ("GET", HIGH_SCALE + "/getEndOffsets", v2.get_end_offsets),
-                ("POST", STREAMS + "/{branch}/subscribers", subs.create),
-                ("DELETE", STREAMS + "/{branch}/subscribers/{subscriberId}", subs.delete),
-                ("POST", SUBSCRIBER + "/readRecords", subs.read_records),
-                ("POST", SUBSCRIBER + "/commitOffsets", subs.commit_offsets),
-                ("GET", SUBSCRIBER + "/getReadPosition", subs.get_read_position),
-                ("POST", SUBSCRIBER + "/resetOffsets", subs.reset_offsets),
-            ],
-            head=False,
-        ),
-        RouteTable(
-            LEGACY_BASES,
-            [
-                ("GET", LEGACY + "/branches/{branch}/records", legacy.records),
-                ("POST", LEGACY + "/branches/{branch}/jsonRecord", legacy.json_record),
-                ("POST", LEGACY + "/views/{viewRid}/jsonRecords", legacy.json_records),
-                ("GET", LEGACY + "/views/{viewRid}/partition/{partition}/recordsV2", legacy.records_v2),
-            ],
-        ),
+        table(V2_BASES, v2, STREAM_ROUTES, prefix=STREAMS, head=False),
+        table(V2_BASES, v2, HIGH_SCALE_ROUTES, prefix=HIGH_SCALE, head=False),
+        table(V2_BASES, subscribers, SUBSCRIBER_ROUTES, prefix=STREAMS, head=False),
+        table(V2_BASES, subscribers, HIGH_SCALE_SUBSCRIBER_ROUTES, prefix=HIGH_SCALE, head=False),
+        table(LEGACY_BASES, LegacyHandlers(ctx, store), LEGACY_ROUTES, prefix=LEGACY),
     ]
