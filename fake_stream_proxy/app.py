@@ -1,57 +1,34 @@
-"""Assembles the fake: shared context, middleware, and one `setup` per Foundry service module."""
+"""Assembles the fake: the shared context, middleware, and every service's route tables.
+
+Nothing imports this module but `__init__` and the CLI. A new service is a folder with routes.py,
+handlers.py and store.py whose `routes.route_tables` is added to `SERVICES`.
+"""
 
 from __future__ import annotations
 
 import secrets
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from aiohttp import web
 
-from . import admin, datasets, legacy, media_sets, streams
-from .auth import Auth, now_iso
+from . import admin
+from .auth import Auth
+from .context import CONTEXT, DEFAULT_MAX_BODY_BYTES, FakeContext
+from .datasets import routes as datasets
 from .errors import error_middleware
+from .media_sets import routes as media_sets
 from .provenance import Provenance
+from .routing import Service, register
 from .storage import Storage
+from .streams import routes as streams
 
-# Request bodies larger than this get a 413 envelope (aiohttp enforces it while reading).
-DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
-
-ResourceCreator = Callable[["FakeContext", dict[str, Any]], dict[str, Any]]
-
-
-@dataclass
-class FakeContext:
-    """Everything a service module needs; reachable from a handler as `request.app[CONTEXT]`."""
-
-    storage: Storage
-    auth: Auth
-    provenance: Provenance
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    # type ("stream" | "dataset" | "media_set") -> function creating that resource from an admin request.
-    resource_creators: dict[str, ResourceCreator] = field(default_factory=dict)
-
-    def insert_resource(self, rid: str, type_: str, name: str, parent_folder_rid: str | None = None) -> None:
-        self.storage.execute(
-            "INSERT INTO resources (rid, type, name, parent_folder_rid, created_time) VALUES (?, ?, ?, ?, ?)",
-            (rid, type_, name, parent_folder_rid, now_iso()),
-        )
-
-    def resource_type(self, rid: str) -> str | None:
-        row = self.storage.one("SELECT type FROM resources WHERE rid = ?", (rid,))
-        return None if row is None else str(row["type"])
-
-
-CONTEXT = web.AppKey("fake_context", FakeContext)
-
-
-def new_rid(kind: str) -> str:
-    """`kind` like "foundry.main.dataset" or "mio.main.media-set"."""
-    return f"ri.{kind}.{uuid.uuid4()}"
+SERVICES: tuple[Service, ...] = (
+    admin.route_tables,
+    streams.route_tables,
+    datasets.route_tables,
+    media_sets.route_tables,
+)
 
 
 def load_admin_token(state_dir: Path, admin_token: str | None) -> str:
@@ -77,8 +54,8 @@ def create_app(
     ctx = FakeContext(storage, Auth(storage, token), Provenance(storage), max_body_bytes)
     app = web.Application(middlewares=[error_middleware], client_max_size=max_body_bytes)
     app[CONTEXT] = ctx
-    for module in (admin, streams, legacy, datasets, media_sets):
-        module.setup(app, ctx)
+    for service in SERVICES:
+        register(app, service(ctx))
 
     async def close_storage(_: web.Application) -> None:
         storage.close()

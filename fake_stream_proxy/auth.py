@@ -8,14 +8,13 @@ token is a 401. The admin token may do anything and is what `/_fake/*` requires.
 from __future__ import annotations
 
 import secrets
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from aiohttp import web
 
 from .errors import ApiError, permission_denied
+from .ids import new_rid, now_iso
 from .storage import Storage
 
 Access = Literal["read", "write"]
@@ -35,10 +34,6 @@ CREATE TABLE IF NOT EXISTS job_resources (
     PRIMARY KEY (job_rid, alias)
 );
 """
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -97,9 +92,21 @@ class Auth:
             raise permission_denied("Default:PermissionDenied", message="this endpoint needs the admin token")
 
     def authorize(
-        self, request: web.Request, rid: str, access: Access, denied: str, branch: str | None = None
+        self,
+        request: web.Request,
+        rid: str,
+        access: Access,
+        *,
+        denied: str,
+        branch: str | None = None,
+        status: int = 403,
+        **params: Any,
     ) -> Principal:
-        """Authenticate, then check `rid` (and `branch`, when given) is declared for this access."""
+        """Authenticate, then check `rid` (and `branch`, when given) is declared for this access.
+
+        Otherwise `status` (403, or 404 where Foundry hides what a token may not see) with errorName
+        `denied` and `params`: each service passes the parameters the SDK's typed error requires.
+        """
         principal = self.authenticate(request)
         if principal.is_admin:
             return principal
@@ -109,15 +116,12 @@ class Auth:
             (principal.job_rid, rid, access == "read"),
         )
         if not rows or (branch is not None and branch not in {r["branch"] for r in rows}):
-            params: dict[str, Any] = {"rid": rid}
-            if branch is not None:
-                params["branchName"] = branch
-            raise permission_denied(denied, **params)
+            raise ApiError(status, denied, **params)
         return principal
 
     def create_job(self, inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:
         """Register a job; returns its rid, bearer token and the RESOURCE_ALIAS_MAP content."""
-        job_rid = f"ri.foundry.main.job.{uuid.uuid4()}"
+        job_rid = new_rid("foundry", "job")
         token = secrets.token_urlsafe(32)
         alias_map: dict[str, dict[str, str]] = {}
         rows: list[tuple[str, str, str, str, str]] = []

@@ -9,7 +9,8 @@ import signal
 import sys
 from pathlib import Path
 
-from .app import DEFAULT_MAX_BODY_BYTES, FakeServer
+from .app import FakeServer
+from .context import DEFAULT_MAX_BODY_BYTES
 
 
 def _parser() -> argparse.ArgumentParser:

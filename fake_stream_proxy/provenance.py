@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from .auth import Principal, now_iso
+from .auth import Principal
+from .ids import now_iso
 from .storage import Storage
 
 SCHEMA = """

@@ -7,14 +7,17 @@ process (the case the fake must handle: tests SIGKILL and restart it) at a fract
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from .ids import now_iso
 
 Params = Sequence[Any] | dict[str, Any]
 
@@ -95,6 +98,18 @@ class Storage:
             finally:
                 self._depth = 0
 
+    # The resources table: every stream, dataset and media set, whichever service owns it.
+
+    def insert_resource(self, rid: str, type_: str, name: str, parent_folder_rid: str | None = None) -> None:
+        self.execute(
+            "INSERT INTO resources (rid, type, name, parent_folder_rid, created_time) VALUES (?, ?, ?, ?, ?)",
+            (rid, type_, name, parent_folder_rid, now_iso()),
+        )
+
+    def resource_type(self, rid: str) -> str | None:
+        row = self.one("SELECT type FROM resources WHERE rid = ?", (rid,))
+        return None if row is None else str(row["type"])
+
     # Blobs: file and media bytes live on disk, never in the database or in memory.
 
     def new_blob_path(self) -> tuple[str, Path]:
@@ -113,6 +128,13 @@ class Storage:
         tmp.write_bytes(data)
         os.replace(tmp, path)
         return blob_id
+
+    def delete_blobs(self, blob_ids: Iterable[str | None]) -> None:
+        """Best effort: an orphaned blob wastes disk but is never referenced again."""
+        for blob_id in blob_ids:
+            if blob_id:
+                with contextlib.suppress(OSError):
+                    self.blob_path(blob_id).unlink(missing_ok=True)
 
     def close(self) -> None:
         with self._lock:

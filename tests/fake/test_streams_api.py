@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from fake_stream_proxy import FakeServer
-from fake_stream_proxy.stream_schema import RecordError, SchemaError, check_schema, validate_record
+from fake_stream_proxy.streams.schema import RecordError, SchemaError, check_schema, validate_record
 from tests.conftest import Admin
 from tests.fake.stream_helpers import (
     PREVIEW,

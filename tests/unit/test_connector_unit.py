@@ -13,7 +13,7 @@ import pytest
 from aioresponses import aioresponses
 from pydantic import BaseModel, Field
 
-from fake_stream_proxy.stream_schema import check_schema
+from fake_stream_proxy.streams.schema import check_schema
 from framework import Connector, DeadLetterOutput, StreamInput, StreamOutput, stream_schema
 from framework._errors import ConfigError, PermissionDeniedError
 from framework._http import FoundryClient

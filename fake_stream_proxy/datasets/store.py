@@ -1,145 +1,52 @@
-"""Dataset metadata in SQLite: branches, transactions, files, schemas, and how a view is resolved.
+"""The Datasets API's actions on SQLite: branches, transactions, files, schemas, and how a view is resolved.
 
-A branch's committed history is an ordered list of transactions (`ds_history`); a branch created from a
-transaction copies its parent's history up to it. Views are folded from that history on demand, so
-nothing derived is stored and a restart loses nothing. File bytes live in the storage blob folder.
+Writes land with their provenance event in one storage transaction; blobs a write orphaned are deleted
+after it commits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import re
 import sqlite3
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from .auth import now_iso
-from .errors import bad_request, conflict, not_found
-from .storage import Storage
+import pyarrow as pa
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS ds_branches (
-    dataset_rid TEXT NOT NULL,
-    name TEXT NOT NULL,
-    created_time TEXT NOT NULL,
-    PRIMARY KEY (dataset_rid, name)
-);
-CREATE TABLE IF NOT EXISTS ds_transactions (
-    rid TEXT PRIMARY KEY,
-    dataset_rid TEXT NOT NULL,
-    branch TEXT NOT NULL,
-    type TEXT NOT NULL,             -- APPEND | UPDATE | SNAPSHOT | DELETE
-    status TEXT NOT NULL,           -- OPEN | COMMITTED | ABORTED
-    created_time TEXT NOT NULL,
-    closed_time TEXT
-);
-CREATE UNIQUE INDEX IF NOT EXISTS ds_one_open_transaction
-    ON ds_transactions (dataset_rid, branch) WHERE status = 'OPEN';
-CREATE TABLE IF NOT EXISTS ds_history (
-    dataset_rid TEXT NOT NULL,
-    branch TEXT NOT NULL,
-    pos INTEGER NOT NULL,
-    transaction_rid TEXT NOT NULL,
-    PRIMARY KEY (dataset_rid, branch, pos)
-);
-CREATE INDEX IF NOT EXISTS ds_history_transaction ON ds_history (dataset_rid, transaction_rid);
-CREATE TABLE IF NOT EXISTS ds_files (
-    transaction_rid TEXT NOT NULL,
-    path TEXT NOT NULL,
-    blob_id TEXT,                   -- NULL in a DELETE transaction: the path leaves the view
-    size_bytes INTEGER,
-    updated_time TEXT NOT NULL,
-    PRIMARY KEY (transaction_rid, path)
-);
-CREATE TABLE IF NOT EXISTS ds_schemas (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    dataset_rid TEXT NOT NULL,
-    branch TEXT NOT NULL,
-    transaction_rid TEXT NOT NULL,
-    version_id TEXT NOT NULL,
-    schema_json TEXT NOT NULL,
-    created_time TEXT NOT NULL
-);
-"""
+from ..auth import Principal
+from ..errors import ApiError, bad_request, conflict, not_found
+from ..ids import new_rid, now_iso
+from ..provenance import Provenance
+from ..storage import Storage
+from .models import SCHEMA, TRANSACTION_TYPES, FileEntry, Txn, View, file_entry, validate_branch_name
+from .tables import TablePlan, foundry_to_arrow, is_tabular
 
-TRANSACTION_TYPES = ("APPEND", "UPDATE", "SNAPSHOT", "DELETE")
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _CHUNK = 500  # SQLite host parameters per IN (...) query
-
-
-def validate_path(path: str) -> str:
-    """Reject what could escape the dataset or make no sense as a Foundry file path."""
-    parts = path.split("/")
-    if not path or path.startswith("/") or "\\" in path or "\x00" in path or any(p in ("", ".", "..") for p in parts):
-        raise bad_request("InvalidFilePath", filePath=path)
-    return path
-
-
-def validate_branch_name(name: str) -> str:
-    # Foundry: branch names cannot be empty and must not look like RIDs or UUIDs.
-    if not name or name.startswith("ri.") or _UUID.match(name) or len(name) > 255:
-        raise bad_request("InvalidBranchName", branchName=name)
-    return name
-
-
-@dataclass(frozen=True)
-class Txn:
-    rid: str
-    dataset_rid: str
-    branch: str
-    type: str
-    status: str
-    created_time: str
-    closed_time: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        body = {"rid": self.rid, "transactionType": self.type, "status": self.status, "createdTime": self.created_time}
-        return body if self.closed_time is None else {**body, "closedTime": self.closed_time}
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Txn:
-        return cls(*(row[k] for k in ("rid", "dataset_rid", "branch", "type", "status", "created_time", "closed_time")))
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    path: str
-    transaction_rid: str
-    blob_id: str | None
-    size_bytes: int | None
-    updated_time: str
-
-    def to_json(self) -> dict[str, Any]:
-        body = {"path": self.path, "transactionRid": self.transaction_rid, "sizeBytes": self.size_bytes}
-        return {k: v for k, v in body.items() if v is not None} | {"updatedTime": self.updated_time}
-
-
-@dataclass(frozen=True)
-class View:
-    """Files visible on `branch` between two transactions, keyed and sorted by path."""
-
-    branch: str
-    start_rid: str | None
-    end_rid: str | None
-    files: dict[str, FileEntry]
+_PATHS_IN_PROVENANCE = 100
 
 
 class DatasetStore:
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, provenance: Provenance) -> None:
         self.storage = storage
+        self.provenance = provenance
         storage.ensure_schema(SCHEMA)
 
     # Datasets and branches
 
-    def add_branches(self, rid: str, branches: Iterable[str]) -> None:
-        """For a new dataset (after `FakeContext.insert_resource`): master exists from the start."""
-        for branch in dict.fromkeys(branches):
-            self.storage.execute(
-                "INSERT INTO ds_branches (dataset_rid, name, created_time) VALUES (?, ?, ?)",
-                (rid, validate_branch_name(branch), now_iso()),
-            )
+    def create(self, name: str, folder: str, branches: Iterable[str]) -> str:
+        """A new dataset with `branches` (master among them: it exists from the start); returns its rid."""
+        rid = new_rid("foundry", "dataset")
+        with self.storage.transaction():
+            self.storage.insert_resource(rid, "dataset", name, folder)
+            for branch in dict.fromkeys(branches):
+                self.storage.execute(
+                    "INSERT INTO ds_branches (dataset_rid, name, created_time) VALUES (?, ?, ?)",
+                    (rid, validate_branch_name(branch), now_iso()),
+                )
+        return rid
 
     def dataset(self, rid: str) -> dict[str, Any]:
         row = self.storage.one(
@@ -221,7 +128,7 @@ class DatasetStore:
         if type_ not in TRANSACTION_TYPES:
             raise bad_request("Default:InvalidArgument", transactionType=type_, expected=list(TRANSACTION_TYPES))
         self.require_branch(rid, branch)
-        txn = Txn(f"ri.foundry.main.transaction.{uuid.uuid4()}", rid, branch, type_, "OPEN", now_iso(), None)
+        txn = Txn(new_rid("foundry", "transaction"), rid, branch, type_, "OPEN", now_iso(), None)
         try:
             self.storage.execute(
                 "INSERT INTO ds_transactions (rid, dataset_rid, branch, type, status, created_time)"
@@ -262,11 +169,35 @@ class DatasetStore:
             self.storage.execute("DELETE FROM ds_schemas WHERE transaction_rid = ?", (txn.rid,))
         return Txn(txn.rid, rid, txn.branch, txn.type, status, txn.created_time, closed), orphans
 
+    def commit(self, principal: Principal, txn: Txn) -> Txn:
+        """The commit and its provenance event land together (joining the caller's transaction, if any)."""
+        with self.storage.transaction():
+            closed, _ = self.close_txn(txn.dataset_rid, txn.rid, "COMMITTED")
+            files = self.txn_files(txn.rid)
+            self.provenance.record(
+                principal, rid=txn.dataset_rid, branch=txn.branch, operation="commitTransaction", direction="write",
+                record_count=len(files), transactionRid=txn.rid, transactionType=txn.type,
+                sizeBytes=sum(f.size_bytes or 0 for f in files),
+                paths=[f.path for f in files[:_PATHS_IN_PROVENANCE]],
+            )  # fmt: skip
+        return closed
+
+    def abort(self, txn: Txn) -> Txn:
+        with self.storage.transaction():
+            closed, orphans = self.close_txn(txn.dataset_rid, txn.rid, "ABORTED")
+        self.storage.delete_blobs(orphans)
+        return closed
+
+    def abort_quietly(self, txn: Txn) -> None:
+        """Undo a transaction the fake opened for a single-call write that failed."""
+        with contextlib.suppress(ApiError):  # already closed
+            self.abort(txn)
+
     # Files
 
     def txn_files(self, txn_rid: str) -> list[FileEntry]:
         rows = self.storage.query("SELECT * FROM ds_files WHERE transaction_rid = ? ORDER BY path", (txn_rid,))
-        return [_entry(r) for r in rows]
+        return [file_entry(r) for r in rows]
 
     def put_file(self, txn_rid: str, path: str, blob_id: str | None, size: int | None) -> tuple[FileEntry, str | None]:
         """Record a file (or, with no blob, a deletion) in a transaction; a re-upload replaces the earlier one.
@@ -281,6 +212,66 @@ class DatasetStore:
             (txn_rid, path, blob_id, size, entry.updated_time),
         )
         return entry, None if old is None else old["blob_id"]
+
+    def upload(self, principal: Principal, txn: Txn, path: str, blob: tuple[str, int], auto_commit: bool) -> FileEntry:
+        """Record an uploaded blob (id, size) as `path`; `auto_commit`: the fake opened `txn` for this call."""
+        blob_id, size = blob
+        try:
+            with self.storage.transaction():
+                self.require_open(self.txn(txn.dataset_rid, txn.rid))  # not closed while we read
+                entry, replaced = self.put_file(txn.rid, path, blob_id, size)
+                self.provenance.record(
+                    principal, rid=txn.dataset_rid, branch=txn.branch, operation="uploadFile", direction="write",
+                    transactionRid=txn.rid, path=path, sizeBytes=size,
+                )  # fmt: skip
+                if auto_commit:
+                    self.commit(principal, txn)
+        except BaseException:
+            self.storage.delete_blobs([blob_id])
+            if auto_commit:
+                self.abort_quietly(txn)
+            raise
+        self.storage.delete_blobs([replaced])
+        return entry
+
+    def delete_file(self, principal: Principal, txn: Txn, path: str, auto_commit: bool) -> None:
+        """A DELETE transaction's removal of `path`; `auto_commit` as for `upload`."""
+        try:
+            with self.storage.transaction():
+                if auto_commit:
+                    self.file_in_view(txn.dataset_rid, self.view(txn.dataset_rid, txn.branch, None, None), path)
+                self.put_file(txn.rid, path, None, None)
+                self.provenance.record(
+                    principal, rid=txn.dataset_rid, branch=txn.branch, operation="deleteFile", direction="write",
+                    transactionRid=txn.rid, path=path,
+                )  # fmt: skip
+                if auto_commit:
+                    self.commit(principal, txn)
+        except BaseException:
+            if auto_commit:
+                self.abort_quietly(txn)
+            raise
+
+    def file_in_view(self, rid: str, view: View, path: str) -> FileEntry:
+        entry = view.files.get(path)
+        if entry is None:
+            if view.end_rid:
+                extra = {"startTransactionRid": view.start_rid} if view.start_rid else {}
+                raise not_found(
+                    "FileNotFoundOnTransactionRange", datasetRid=rid, endTransactionRid=view.end_rid, path=path, **extra
+                )
+            raise not_found("FileNotFoundOnBranch", datasetRid=rid, branchName=view.branch, path=path)
+        return entry
+
+    def file_content(self, principal: Principal, rid: str, view: View, path: str) -> Path:
+        """The blob to send, with the read's provenance event."""
+        entry = self.file_in_view(rid, view, path)
+        assert entry.blob_id is not None, "views never hold deletion markers"
+        self.provenance.record(
+            principal, rid=rid, branch=view.branch, operation="getFileContent", direction="read",
+            transactionRid=entry.transaction_rid, path=path, sizeBytes=entry.size_bytes,
+        )  # fmt: skip
+        return self.storage.blob_path(entry.blob_id)
 
     def view(self, rid: str, branch: str | None, start_rid: str | None, end_rid: str | None) -> View:
         """The current view: the last SNAPSHOT plus later APPEND/UPDATE files, minus DELETEd paths.
@@ -337,21 +328,62 @@ class DatasetStore:
             chunk = txn_rids[i : i + _CHUNK]
             marks = ",".join("?" * len(chunk))
             out.extend(
-                _entry(r)
+                file_entry(r)
                 for r in self.storage.query(f"SELECT * FROM ds_files WHERE transaction_rid IN ({marks})", chunk)
             )
         return out
 
+    # Tables
+
+    def table_sources(self, rid: str, view: View) -> tuple[list[tuple[str, Path]], pa.Schema | None]:
+        """readTable's input: the view's tabular files (path, blob), and the put schema as Arrow, if any."""
+        files = [(p, self.storage.blob_path(e.blob_id)) for p, e in view.files.items() if is_tabular(p) and e.blob_id]
+        stored = self.schema(rid, view.branch, self.history_rids(rid, view.branch, view.end_rid), None)
+        return files, foundry_to_arrow(stored["schema"]) if stored else None
+
+    def record_table_read(
+        self, principal: Principal, rid: str, view: View, plan: TablePlan, fmt: str, columns: list[str] | None,
+        row_limit: int | None, complete: bool,
+    ) -> None:  # fmt: skip
+        """Also for a read that broke off (`complete` false): what was sent is what was read."""
+        self.provenance.record(
+            principal, rid=rid, branch=view.branch, operation="readTable", direction="read",
+            record_count=plan.rows, format=fmt, columns=columns, rowLimit=row_limit,
+            endTransactionRid=view.end_rid or self.branch_json(rid, view.branch).get("transactionRid"),
+            files=plan.files[:_PATHS_IN_PROVENANCE], complete=complete,
+        )  # fmt: skip
+
     # Schemas
 
-    def put_schema(self, rid: str, branch: str, txn_rid: str, schema: dict[str, Any]) -> dict[str, Any]:
+    def put_schema(
+        self, principal: Principal, rid: str, branch: str, end_rid: str | None, schema: dict[str, Any], reader: str
+    ) -> dict[str, Any]:
+        """On `end_rid`, else the branch's head transaction; a branch without one has no view to describe."""
+        self.require_branch(rid, branch)
+        rids = self.history_rids(rid, branch, end_rid) if end_rid else []
+        head = rids[-1] if rids else self.branch_json(rid, branch).get("transactionRid")
+        if head is None:
+            raise not_found("DatasetViewNotFound", datasetRid=rid, branch=branch)
         version = str(uuid.uuid4())
-        self.storage.execute(
-            "INSERT INTO ds_schemas (dataset_rid, branch, transaction_rid, version_id, schema_json, created_time)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (rid, branch, txn_rid, version, json.dumps(schema), now_iso()),
-        )
-        return {"branchName": branch, "endTransactionRid": txn_rid, "schema": schema, "versionId": version}
+        with self.storage.transaction():
+            self.storage.execute(
+                "INSERT INTO ds_schemas (dataset_rid, branch, transaction_rid, version_id, schema_json, created_time)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (rid, branch, head, version, json.dumps(schema), now_iso()),
+            )
+            self.provenance.record(
+                principal, rid=rid, branch=branch, operation="putSchema", direction="write",
+                transactionRid=head, versionId=version, fields=len(schema["fieldSchemaList"]),
+                dataframeReader=reader,
+            )  # fmt: skip
+        return {"branchName": branch, "endTransactionRid": head, "schema": schema, "versionId": version}
+
+    def get_schema(self, rid: str, branch: str, end_rid: str | None, version_id: str | None) -> dict[str, Any]:
+        self.require_branch(rid, branch)
+        found = self.schema(rid, branch, self.history_rids(rid, branch, end_rid), version_id)
+        if found is None:
+            raise not_found("SchemaNotFound", datasetRid=rid, branchName=branch)
+        return found
 
     def schema(self, rid: str, branch: str, txn_rids: list[str], version_id: str | None) -> dict[str, Any] | None:
         """The newest schema put on one of `txn_rids` (the view's history), or the given version."""
@@ -390,7 +422,3 @@ class DatasetStore:
         if open_ is not None and open_.rid == end_rid:
             return [*rids, end_rid]
         raise not_found("TransactionNotFound", datasetRid=rid, transactionRid=end_rid)
-
-
-def _entry(row: sqlite3.Row) -> FileEntry:
-    return FileEntry(row["path"], row["transaction_rid"], row["blob_id"], row["size_bytes"], row["updated_time"])

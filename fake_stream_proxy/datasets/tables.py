@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .errors import ApiError, bad_request
+from ..errors import ApiError, bad_request
 
 BATCH_ROWS = 64 * 1024
 

@@ -7,9 +7,7 @@ Dataset files and media items can be far larger than the fake's JSON body limit,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-from collections.abc import Iterable
 from typing import BinaryIO
 
 from aiohttp import web
@@ -42,11 +40,3 @@ async def receive_blob(storage: Storage, request: web.Request) -> tuple[str, int
         tmp.unlink(missing_ok=True)
         raise
     return blob_id, size
-
-
-def delete_blobs(storage: Storage, blob_ids: Iterable[str | None]) -> None:
-    """Best effort: an orphaned blob wastes disk but is never referenced again."""
-    for blob_id in blob_ids:
-        if blob_id:
-            with contextlib.suppress(OSError):
-                storage.blob_path(blob_id).unlink(missing_ok=True)

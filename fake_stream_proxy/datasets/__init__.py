@@ -1,0 +1,1 @@
+"""Datasets API v2: branches, transactions, files, schemas and readTable."""

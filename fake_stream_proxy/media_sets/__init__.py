@@ -1,0 +1,1 @@
+"""Media Sets API v2: media sets, their transactions and items."""

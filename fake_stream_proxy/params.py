@@ -1,0 +1,96 @@
+"""Query and body parsing shared by every service's handlers, with Foundry's error names."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from aiohttp import web
+
+from .errors import bad_request
+
+DEFAULT_PAGE_SIZE = 1000
+MAX_PAGE_SIZE = 10_000
+
+
+async def json_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+    """The body as a JSON object. `optional`: no body reads as `{}`; otherwise it is invalid JSON (400)."""
+    body = {} if optional and not request.can_read_body else await request.json()
+    if not isinstance(body, dict):
+        raise bad_request("InvalidRequestBody", message="expected a JSON object")
+    return body
+
+
+def optional_str(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise bad_request("InvalidRequestBody", message=f"{key} must be a string")
+    return value
+
+
+def require_preview(request: web.Request) -> None:
+    """Foundry rejects beta endpoints (those whose SDK method takes `preview`) without `preview=true`."""
+    if request.query.get("preview", "").lower() != "true":
+        raise bad_request("ApiFeaturePreviewUsageOnly", message="this endpoint needs preview=true")
+
+
+def query_int(request: web.Request, name: str, default: int | None, minimum: int = 0) -> int:
+    """The streams APIs' integer query parameters: required when `default` is None."""
+    raw = request.query.get(name)
+    if raw is None:
+        if default is None:
+            raise bad_request("Default:InvalidArgument", message=f"query parameter {name} is required")
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise bad_request("Default:InvalidArgument", message=f"{name} must be an integer >= {minimum}")
+    return value
+
+
+def non_negative_int(request: web.Request, name: str) -> int | None:
+    """The datasets API's optional counts; the error names the raw value, as Foundry's does."""
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise bad_request("Default:InvalidArgument", **{name: raw}, message=f"{name} must be a non-negative integer")
+    return value
+
+
+def page_params(request: web.Request) -> tuple[int, str | None]:
+    raw = request.query.get("pageSize")
+    try:
+        size = DEFAULT_PAGE_SIZE if raw is None else int(raw)
+    except ValueError:
+        raise bad_request("InvalidPageSize", pageSize=raw) from None
+    if size <= 0:
+        raise bad_request("InvalidPageSize", pageSize=size)
+    return min(size, MAX_PAGE_SIZE), request.query.get("pageToken") or None
+
+
+def paged(keys: list[str], size: int, token: str | None) -> tuple[list[str], str | None]:
+    """`keys` sorted; the opaque token is the first key of the next page, so paging survives inserts."""
+    start = 0
+    if token:
+        try:
+            after = base64.urlsafe_b64decode(token.encode()).decode()
+        except ValueError:
+            raise bad_request("Default:InvalidArgument", pageToken=token, message="unknown page token") from None
+        start = next((i for i, k in enumerate(keys) if k >= after), len(keys))
+    rest = keys[start + size : start + size + 1]
+    return keys[start : start + size], base64.urlsafe_b64encode(rest[0].encode()).decode() if rest else None
+
+
+def listing(data: list[dict[str, Any]], token: str | None) -> web.Response:
+    """Foundry's paged response: `nextPageToken` absent on the last page."""
+    body: dict[str, Any] = {"data": data}
+    if token:
+        body["nextPageToken"] = token
+    return web.json_response(body)

@@ -1,0 +1,1 @@
+"""Streams API v2, its subscribers, and the legacy stream-proxy routes."""
