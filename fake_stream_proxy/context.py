@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +20,19 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 ResourceCreator = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+# Applies one section of the seed config (e.g. `compute_modules`) at start-up; must be idempotent.
+Seeder = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class FakeOptions:
+    """Tunables from the CLI or `FakeServer(...)`; tests shorten the waits."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    poll_hold_s: float = 20.0  # how long an empty compute-module job poll is held open
+    sync_timeout_s: float = 30.0  # how long Contour's sync execute waits for a result
+
+
 @dataclass
 class FakeContext:
     """What handlers share; each service builds its own store over `storage` when it makes its routes."""
@@ -26,9 +40,19 @@ class FakeContext:
     storage: Storage
     auth: Auth
     provenance: Provenance
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    options: FakeOptions = field(default_factory=FakeOptions)
     # type ("stream" | "dataset" | "media_set") -> its creator, registered by the service that owns the type.
     resource_creators: dict[str, ResourceCreator] = field(default_factory=dict)
+    # seed-config section -> its seeder, registered by the service that owns the section.
+    seeders: dict[str, Seeder] = field(default_factory=dict)
+    # Where the fake listens, set once it does: plain http, and https with its local CA (function mode).
+    url: str = ""
+    https_url: str | None = None
+    ca_path: Path | None = None
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.options.max_body_bytes
 
 
 CONTEXT = web.AppKey("fake_context", FakeContext)

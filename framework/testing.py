@@ -229,6 +229,8 @@ async def fake_process(state_dir: Path, *, port: int = 0, echo: bool = False) ->
         "serve",
         "--port",
         str(port),
+        "--https-port",
+        "0",
         "--state-dir",
         str(state_dir / "fake"),
         stdout=asyncio.subprocess.PIPE,
