@@ -6,6 +6,7 @@ transform (or a free-running `run`), and start it with `connector run package.mo
 
 from ._connector import Connector, current_batch
 from ._datasets import DatasetFile, DatasetInput, DatasetOutput, DatasetTransaction
+from ._functions import FunctionModule, JobContext, function
 from ._errors import (
     ConfigError,
     ConnectorError,
@@ -36,7 +37,9 @@ __all__ = [
     "Environment",
     "FoundryClient",
     "FoundryError",
+    "FunctionModule",
     "InputBatch",
+    "JobContext",
     "MediaItemInfo",
     "MediaItemPathError",
     "MediaSetInput",
@@ -52,6 +55,7 @@ __all__ = [
     "StreamOutput",
     "UnauthorizedError",
     "current_batch",
+    "function",
     "load_environment",
     "mark_safe",
     "safe",
