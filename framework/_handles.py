@@ -149,6 +149,14 @@ class ModelHandle(Handle, Generic[ModelT]):
         return self._model
 
 
+def declared_handles(cls: type) -> dict[str, Handle]:
+    """The handles declared on `cls` and its bases, by attribute name (a subclass's declaration wins)."""
+    found: dict[str, Handle] = {}
+    for klass in reversed(cls.__mro__):
+        found.update({k: v for k, v in vars(klass).items() if isinstance(v, Handle)})
+    return found
+
+
 # Ack tracking: writes made while the framework processes an input batch are collected here, so the
 # batch's offsets are committed only once every one of those writes has been acknowledged.
 

@@ -36,6 +36,7 @@ from structlog.testing import capture_logs
 from fake_stream_proxy import FakeServer
 
 from ._connector import Connector
+from ._driver import Driver
 from ._http import FoundryClient
 from ._schema import stream_schema
 from ._settings import load_environment
@@ -66,7 +67,7 @@ class Job:
         env = load_environment({**self.environ, **(extra_env or {})})
         async with FoundryClient(env) as client:
             connector = cls(env, client)
-            task = asyncio.create_task(connector.serve())
+            task = asyncio.create_task(Driver(connector).serve())
             try:
                 yield connector
             finally:
