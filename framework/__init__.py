@@ -18,7 +18,7 @@ from ._errors import (
 from ._http import FoundryClient, RetryPolicy
 from ._media import MediaItemInfo, MediaItemPathError, MediaSetInput, MediaSetOutput, MediaTransaction
 from ._schema import stream_schema
-from ._settings import Environment, ResourceRef, RuntimeSettings, load_environment
+from ._settings import Environment, ResourceRef, RuntimeSettings, load_environment, load_settings
 from ._stream_output import DeadLetter, DeadLetterOutput, StreamOutput
 from ._streams import InputBatch, StreamInput
 
@@ -52,5 +52,6 @@ __all__ = [
     "UnauthorizedError",
     "current_batch",
     "load_environment",
+    "load_settings",
     "stream_schema",
 ]

@@ -11,11 +11,13 @@ import asyncio
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from pydantic_settings import BaseSettings
 from structlog.stdlib import BoundLogger
 
 from ._errors import ConfigError
 from ._handles import Binding, Handle, declared_handles
 from ._logging import get_logger
+from ._settings import load_settings
 
 if TYPE_CHECKING:
     from ._http import FoundryClient
@@ -78,6 +80,11 @@ class Connector:
 
     #: Names the connector in logs and in the default subscriber id (`<name>-<alias>`).
     name: ClassVar[str | None] = None
+    #: A pydantic-settings class read from the job's environment into `self.settings` when the connector is
+    #: created, before any handle is bound; a bad value is a one-line ConfigError (exit code 2).
+    settings_model: ClassVar[type[BaseSettings] | None] = None
+    #: The loaded `settings_model` (None without one); annotate it in a subclass: `settings: MySettings`.
+    settings: Any
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -94,6 +101,7 @@ class Connector:
         self.client = client
         name = connector_name(type(self))
         self.log: BoundLogger = log or get_logger("connector", connector=name)
+        self.settings = None if self.settings_model is None else load_settings(self.settings_model, env.environ)
         self._stopping = asyncio.Event()
         self._handles: dict[str, Handle] = {}
         for attr, declared in declared_handles(type(self)).items():

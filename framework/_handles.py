@@ -61,6 +61,12 @@ class Handle:
 
     direction: ClassVar[Literal["input", "output"]]
     kind: ClassVar[Literal["stream", "dataset", "media_set"]]
+    _options: dict[str, Any]
+
+    def __new__(cls, *args: Any, **options: Any) -> Self:
+        handle = super().__new__(cls)
+        handle._options = options  # the keyword options as declared: what `configure` starts from
+        return handle
 
     def __init__(self, alias: str) -> None:
         if not alias or not isinstance(alias, str):
@@ -73,10 +79,36 @@ class Handle:
         self.attr_name = name
 
     def bind(self, binding: Binding) -> Self:
-        """A bound copy: the class-level declaration stays a declaration."""
+        """A bound copy: the class-level declaration stays a declaration. Calls `_on_bind` on the copy."""
         bound = copy.copy(self)
         bound._binding = binding
+        bound._on_bind()
         return bound
+
+    def _on_bind(self) -> None:
+        """Create the per-run state (buffers, locks, events, cursors) of a bound copy.
+
+        Runs right after `bind` (and after `configure` on a bound copy), before `open`. `__init__` holds
+        only options, which a shallow copy may share; anything mutable must be created here, so two bound
+        copies of one declaration (two connector instances) never share it.
+        """
+
+    def configure(self, **options: Any) -> Self:
+        """Change options (the constructor's keyword arguments), validated exactly as the constructor does.
+
+        Call it before the connector opens its handles, e.g. in a connector's `__init__` after
+        `super().__init__()` from `self.settings`; on a bound handle it changes this connector instance
+        only, and recreates its per-run state. A bad option is a ConfigError and changes nothing.
+        """
+        try:
+            fresh = type(self)(self.alias, **{**self._options, **options})
+        except TypeError as exc:  # an option the constructor does not take
+            raise ConfigError(f"{type(self).__name__}({self.alias!r}).configure(): {exc}") from None
+        keep = {"attr_name", "_binding", "__orig_class__"}
+        vars(self).update({k: v for k, v in vars(fresh).items() if k not in keep})
+        if self._binding is not None:
+            self._on_bind()
+        return self
 
     @property
     def binding(self) -> Binding:

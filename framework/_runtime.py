@@ -22,8 +22,8 @@ from ._driver import Driver
 from ._errors import ConfigError, FoundryError
 from ._handles import declared_handles
 from ._http import FoundryClient, RetryPolicy
-from ._logging import LogFormat, configure_logging, get_logger, register_secret
-from ._settings import Environment, load_environment
+from ._logging import configure_logging, get_logger, register_secret
+from ._settings import Environment, RuntimeSettings, load_environment
 from ._streams import StreamInput
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -44,17 +44,9 @@ def load_connector_class(spec: str) -> type[Connector]:
     return cls
 
 
-def _setup_logging(environ: Mapping[str, str]) -> BoundLogger:
-    """Logging comes up before the environment is validated, so that validation errors are logged too.
-
-    An invalid CONNECTOR_LOG_* value falls back to the default here and is reported by `load_environment`.
-    """
-    fmt = environ.get("CONNECTOR_LOG_FORMAT", "auto")
-    format_: LogFormat = fmt if fmt in ("json", "console") else "auto"  # type: ignore[assignment]
-    try:
-        configure_logging(format_, environ.get("CONNECTOR_LOG_LEVEL", "INFO"))
-    except ValueError:
-        configure_logging(format_, "INFO")
+def _setup_logging(runtime: RuntimeSettings) -> BoundLogger:
+    """Logging comes up before the environment is validated, so that validation errors are logged too."""
+    configure_logging(runtime.log_format, runtime.log_level)
     return get_logger("connector")
 
 
@@ -169,10 +161,13 @@ def main_run(
 ) -> int:
     """Entry point of `connector run` / `connector check`."""
     environ = os.environ if environ is None else environ
-    log = _setup_logging(environ)
+    runtime, runtime_error = RuntimeSettings.load_or_defaults(environ)  # CONNECTOR_* are parsed here only
+    log = _setup_logging(runtime)
     try:
         cls = load_connector_class(spec_or_cls) if isinstance(spec_or_cls, str) else spec_or_cls
-        env = load_environment(environ)
+        if runtime_error is not None:
+            raise runtime_error
+        env = load_environment(environ, runtime=runtime)
         _register_secrets(env)
         if check:
             return asyncio.run(check_connector(cls, env, log=log))

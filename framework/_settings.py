@@ -7,23 +7,23 @@ the person reading it is looking at a container log, not a debugger. Secret valu
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import ssl
 from collections.abc import Mapping
-from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from pydantic_core import ErrorDetails
-from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
 
 from ._config_files import existing_file, one_line, read_json, read_text
 from ._errors import ConfigError
-from ._logging import _normalise_level
+from ._logging import LogFormat, _normalise_level
 from ._sources import (
     HttpConnectionConfig,
     SourceConfiguration,
@@ -41,51 +41,44 @@ __all__ = [
     "SourceConfiguration",
     "SourceCredentials",
     "load_environment",
+    "load_settings",
 ]
 
 DEFAULT_BRANCH = "master"
 
 # --------------------------------------------------------------------------------------------------- env reading
 
-_EXPLICIT_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("_EXPLICIT_ENVIRON", default=None)
+S = TypeVar("S", bound=BaseSettings)
 
 
-class _EnvironSource(EnvSettingsSource):
-    """The usual env source, but reading an explicit mapping when one is given (tests need not patch os.environ)."""
+def load_settings(model: type[S], environ: Mapping[str, str] | None = None) -> S:
+    """`model` (a pydantic-settings class) read from `environ` only; os.environ when `environ` is None.
 
-    def __init__(self, settings_cls: type[BaseSettings]) -> None:
-        super().__init__(settings_cls)
-        environ = _EXPLICIT_ENVIRON.get()
-        if environ is not None:
-            self.env_vars = {
-                (k if self.case_sensitive else k.lower()): v
-                for k, v in environ.items()
-                if not (self.env_ignore_empty and v == "")
-            }
-
-
-class _EnvSettings(BaseSettings):
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, _EnvironSource(settings_cls)
-
-    @classmethod
-    def _from_environ(cls, environ: Mapping[str, str] | None) -> Self:
-        token = _EXPLICIT_ENVIRON.set(environ)
-        try:
-            return cls()
-        finally:
-            _EXPLICIT_ENVIRON.reset(token)
+    The one way settings are read, the framework's and a connector's alike (`Connector.settings_model` is
+    loaded with `env.environ`), so a test passes a mapping instead of patching os.environ. A bad value is a
+    one-line `ConfigError` naming the variable, which the runtime turns into exit code 2.
+    """
+    source = EnvSettingsSource(model)
+    if environ is not None:
+        source.env_vars = {
+            (k if source.case_sensitive else k.lower()): v
+            for k, v in environ.items()
+            if not (source.env_ignore_empty and v == "")
+        }
+    prefix = str(model.model_config.get("env_prefix") or "")
+    try:
+        return model(_build_sources=((source,), {}))  # this source alone: no os.environ, no .env file
+    except SettingsError as exc:
+        raise ConfigError(f"{prefix}* settings are invalid: {one_line(str(exc))}; fix them or unset them") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        fallback = f"{prefix}* settings" if prefix else model.__name__
+        name = f"{prefix}{err['loc'][0]}".upper() if err["loc"] else fallback
+        reason = one_line(err["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{name}={err.get('input')!r} is invalid: {reason}; fix it or unset it") from None
 
 
-class _RawEnv(_EnvSettings):
+class _RawEnv(BaseSettings):
     """The variables Foundry sets, unparsed; empty counts as unset."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", env_ignore_empty=True)
@@ -100,7 +93,7 @@ class _RawEnv(_EnvSettings):
     source_configurations_path: str | None = None
 
 
-class RuntimeSettings(_EnvSettings):
+class RuntimeSettings(BaseSettings):
     """Framework tuning from CONNECTOR_* variables; every one optional."""
 
     model_config = SettingsConfigDict(env_prefix="CONNECTOR_", extra="ignore", env_ignore_empty=True)
@@ -112,7 +105,7 @@ class RuntimeSettings(_EnvSettings):
     read_mode: Literal["subscriber", "earliest", "latest"] = "subscriber"
     subscriber_id: str | None = Field(None, min_length=1)
     poll_interval_ms: float = Field(250, gt=0)
-    log_format: Literal["auto", "json", "console"] = "auto"
+    log_format: LogFormat = "auto"
     log_level: str = "INFO"
     progress_interval_s: float = Field(30, gt=0)
     shutdown_timeout_s: float = Field(20, gt=0)
@@ -129,13 +122,28 @@ class RuntimeSettings(_EnvSettings):
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
         """Read CONNECTOR_* from `environ` (default os.environ); a bad value is a ConfigError naming it."""
+        return load_settings(cls, environ)
+
+    @classmethod
+    def load_or_defaults(cls, environ: Mapping[str, str]) -> tuple[RuntimeSettings, ConfigError | None]:
+        """Settings with every invalid CONNECTOR_* variable at its default, and the first error (None: valid).
+
+        Logging must come up before the environment is validated (so validation errors are logged too), from
+        the same parse: a bad CONNECTOR_LOG_FORMAT then logs with the default format, a bad other variable
+        does not lose a valid CONNECTOR_LOG_LEVEL.
+        """
         try:
-            return cls._from_environ(environ)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            name = f"CONNECTOR_{str(err['loc'][0]).upper()}" if err["loc"] else "CONNECTOR_* settings"
-            reason = one_line(err["msg"]).removeprefix("Value error, ")
-            raise ConfigError(f"{name}={err['input']!r} is invalid: {reason}; fix it or unset it") from None
+            return cls.load(environ), None
+        except ConfigError as first:
+            kept = dict(environ)
+            while True:
+                try:
+                    return cls.load(kept), first
+                except ConfigError as exc:
+                    name = str(exc).partition("=")[0]
+                    if name not in kept:
+                        return cls.load({}), first
+                    del kept[name]
 
 
 def _where(err: ErrorDetails) -> str:
@@ -275,6 +283,8 @@ class Environment:
     runtime: RuntimeSettings
     source_credentials_path: Path | None = None
     source_configurations_path: Path | None = None
+    #: The variables this environment was loaded from: what `load_settings` reads a connector's settings from.
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def read_token(self) -> str:
         """Read the token file now: Foundry may rotate it, so callers re-read after a 401."""
@@ -321,10 +331,17 @@ class Environment:
         return existing_file(var, str(path), "Foundry mounts it when the compute module has an external source")
 
 
-def load_environment(environ: Mapping[str, str] | None = None) -> Environment:
-    """Validate everything a pipeline-mode connector needs before it touches the network."""
-    raw = _RawEnv._from_environ(environ)
-    runtime = RuntimeSettings.load(environ)
+def load_environment(
+    environ: Mapping[str, str] | None = None, *, runtime: RuntimeSettings | None = None
+) -> Environment:
+    """Validate everything a pipeline-mode connector needs before it touches the network.
+
+    `runtime`: CONNECTOR_* settings already read from the same `environ` (the runtime reads them first, for
+    logging); read here when not given.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    raw = load_settings(_RawEnv, environ)
+    runtime = RuntimeSettings.load(environ) if runtime is None else runtime
 
     if raw.build2_token is None:
         raise ConfigError(
@@ -370,6 +387,7 @@ def load_environment(environ: Mapping[str, str] | None = None) -> Environment:
         runtime=runtime,
         source_credentials_path=Path(raw.source_credentials) if raw.source_credentials else None,
         source_configurations_path=(Path(raw.source_configurations_path) if raw.source_configurations_path else None),
+        environ=environ,
     )
     env.read_token()  # fail now on an empty or unreadable token file, not at the first request
     return env

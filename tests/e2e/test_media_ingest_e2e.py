@@ -136,7 +136,7 @@ def uploads(provenance: dict[str, Any]) -> Counter[str]:
     return Counter(e["path"] for e in provenance["events"] if e["operation"] == "uploadMediaItem")
 
 
-async def test_ingests_every_file_once_and_a_changed_one_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_ingests_every_file_once_and_a_changed_one_again(tmp_path: Path) -> None:
     files = {
         "docs/readme.txt": b"hello media set\n",
         "images/logo.png": b"\x89PNG\r\n\x1a\n" + os.urandom(3000),
@@ -146,15 +146,13 @@ async def test_ingests_every_file_once_and_a_changed_one_again(tmp_path: Path, m
     settings = {"MEDIA_INGEST_POLL_INTERVAL_S": "0.2", "MEDIA_INGEST_FETCH_BACKOFF_S": "0.01"}
     settings["MEDIA_INGEST_SPOOL_DIR"] = str(tmp_path / "spool")
     (tmp_path / "spool").mkdir()
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
     async with FakeFoundry(tmp_path) as foundry, Location(files) as location:
         s = await ingest_setup(foundry, tmp_path, location)
         location.fail["images/logo.png"] = 2  # retried, then served
 
         # First run, in process: every file, one metadata record each.
         with capture_logs() as logs:
-            async with s.job.running(MediaIngest, extra_env=s.source_env):
+            async with s.job.running(MediaIngest, extra_env={**s.source_env, **settings}):
                 records = await foundry.wait_for_records(s.metadata, len(files))
         items = await read_items(s.reader, list(files))
         assert {p: content for p, (_, content) in items.items()} == files  # identical bytes, by path
@@ -214,7 +212,7 @@ async def test_ingests_every_file_once_and_a_changed_one_again(tmp_path: Path, m
         # Someone else overwrote an item: the ledger no longer describes the set, so that file goes up again.
         params = {"mediaItemPath": "docs/readme.txt", "branchName": "master", "preview": "true"}
         await foundry._call("POST", f"/api/v2/mediasets/{quote(s.media, safe='')}/items", params=params, data=b"x")
-        async with s.job.running(MediaIngest, extra_env=s.source_env):
+        async with s.job.running(MediaIngest, extra_env={**s.source_env, **settings}):
             await foundry.wait_for_records(s.metadata, len(files) + 2)
         again = {"images/logo.png": 2, "docs/readme.txt": 2}
         assert uploads(await s.job.provenance()) == Counter({**dict.fromkeys(files, 1), **again})
