@@ -7,7 +7,7 @@ import contextlib
 import contextvars
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal, Self, TypeAlias, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar
 
 import pyarrow as pa
 from pydantic import BaseModel, ValidationError
@@ -22,7 +22,7 @@ from ._errors import (
     RecordValidationError,
     validation_message,
 )
-from ._handles import Binding, Handle, as_model, settle, track
+from ._handles import Handle, as_model, settle, track
 from ._io import CHUNK_BYTES, arrow_batches
 from ._transactions import (
     DatasetFile,
@@ -217,10 +217,8 @@ class DatasetOutput(_DatasetReads):
         self.compression = compression
         self.max_concurrent_uploads = max_concurrent_uploads
         self.flush_rows, self.flush_bytes, self.flush_interval_s = flush_rows, flush_bytes, flush_interval_s
-        self._reset()
 
-    def _reset(self) -> None:
-        """Per-binding state: a bound copy must never share locks or buffers with its declaration."""
+    def _on_bind(self) -> None:
         self.upload_slots = asyncio.Semaphore(self.max_concurrent_uploads)
         self._tx_lock = asyncio.Lock()
         self._open_tx: DatasetTransaction | None = None
@@ -232,11 +230,6 @@ class DatasetOutput(_DatasetReads):
         self._failure: Exception | None = None  # a background flush's error, until reported
         self._flush_lock = asyncio.Lock()
         self._schemas = SchemaPublisher()
-
-    def bind(self, binding: Binding) -> Self:
-        bound = super().bind(binding)
-        bound._reset()
-        return bound
 
     def to_table(self, data: Records) -> pa.Table:
         """Records or a table -> a table with this output's schema (when declared)."""

@@ -4,7 +4,9 @@ A handle is declared on a `Connector` class (`numbers = StreamInput[Number]("num
 a declaration there. When the connector starts, each declaration is copied and bound to its alias of
 RESOURCE_ALIAS_MAP, so two connector instances never share state.
 
-Lifecycle, driven by the connector: `bind` -> `open` -> (reads / writes) -> `flush` -> `close`.
+Lifecycle, driven by the connector's driver: `bind` (which calls `_on_bind`) -> `open` -> (reads / writes) ->
+`flush` -> `close`. The one rule for state: `__init__` stores options only (shared by every bound copy, so
+never mutated); `_on_bind` creates every buffer, lock, event and cursor, once per bound copy.
 `check` replaces `open` for `connector check`: it proves the resource is reachable and stops there.
 """
 
@@ -13,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Self, TypeVar, cast, get_args
 
 from pydantic import BaseModel
@@ -61,11 +64,11 @@ class Handle:
 
     direction: ClassVar[Literal["input", "output"]]
     kind: ClassVar[Literal["stream", "dataset", "media_set"]]
-    _options: dict[str, Any]
+    _options: Mapping[str, Any]
 
     def __new__(cls, *args: Any, **options: Any) -> Self:
         handle = super().__new__(cls)
-        handle._options = options  # the keyword options as declared: what `configure` starts from
+        handle._options = MappingProxyType(options)  # the keyword options as declared: what `configure` starts from
         return handle
 
     def __init__(self, alias: str) -> None:

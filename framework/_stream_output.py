@@ -46,6 +46,8 @@ class StreamOutput(ModelHandle[ModelT]):
         super().__init__(alias, model=model)
         self._batch_size = batch_size
         self._linger_ms = linger_ms
+
+    def _on_bind(self) -> None:
         self.info: StreamInfo | None = None
         self.on_rejected: Rejected | None = None
         self._buffer: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
@@ -70,8 +72,6 @@ class StreamOutput(ModelHandle[ModelT]):
 
     async def open(self) -> None:
         self.info = await get_stream(self)
-        # Fresh events: a bound copy must not share them with the class-level declaration.
-        self._buffer, self._kick, self._space = [], asyncio.Event(), asyncio.Event()
         self._flusher = asyncio.create_task(self._flush_loop(), name=f"flush-{self.alias}")
 
     def _serialize(self, record: ModelT | dict[str, Any] | BaseModel) -> dict[str, Any]:

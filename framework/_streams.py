@@ -89,6 +89,8 @@ class StreamInput(ModelHandle[ModelT]):
         super().__init__(alias, model=model)
         self.start = start
         self._subscriber_id = subscriber_id
+
+    def _on_bind(self) -> None:
         self.info: StreamInfo | None = None
         self.committed: dict[str, int] = {}  # partition -> next offset to read after a restart
         self.cursor: dict[str, int] = {}  # partition -> next offset to read now

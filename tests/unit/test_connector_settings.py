@@ -73,4 +73,4 @@ def test_configure_on_a_bound_handle_changes_that_connector_only(tmp_path: Path)
     assert first.out.model is Doubled  # the subscripted model survives
     assert first.out.batch_size == 7
     assert second.out.batch_size == env.runtime.publish_batch_size
-    assert Tuned.out._options == {}
+    assert dict(Tuned.out._options) == {}
