@@ -5,25 +5,38 @@ transform (or a free-running `run`), and start it with `connector run package.mo
 """
 
 from ._connector import Connector, current_batch
-from ._datasets import DatasetFile, DatasetInput, DatasetOutput, DatasetTransaction
+from ._datasets.api import DatasetFile
+from ._datasets.handles import DatasetInput, DatasetOutput
+from ._datasets.transactions import DatasetTransaction
+from ._env.environment import Environment, ResourceRef, load_environment
+from ._env.settings import RuntimeSettings, load_settings
+from ._env.sources import HttpConnectionConfig, SourceConfiguration, SourceCredentials
 from ._errors import (
+    BadRequestError,
     ConfigError,
+    ConflictError,
     ConnectorError,
     FoundryError,
+    MediaItemPathError,
     NotFoundError,
     PermissionDeniedError,
     RecordValidationError,
+    RequestTooLargeError,
+    RetryableError,
     UnauthorizedError,
 )
+from ._handles import HandleMetrics
 from ._http import FoundryClient, RetryPolicy
-from ._media import MediaItemInfo, MediaItemPathError, MediaSetInput, MediaSetOutput, MediaTransaction
-from ._schema import stream_schema
-from ._settings import Environment, ResourceRef, RuntimeSettings, load_environment, load_settings
-from ._stream_output import DeadLetter, DeadLetterOutput, StreamOutput
-from ._streams import InputBatch, StreamInput
+from ._media.handles import MediaItemInfo, MediaSetInput, MediaSetOutput, MediaTransaction
+from ._streams.dead_letters import DeadLetter, DeadLetterOutput
+from ._streams.input import InputBatch, StreamInput
+from ._streams.output import StreamOutput
+from ._streams.schema import stream_schema
 
 __all__ = [
+    "BadRequestError",
     "ConfigError",
+    "ConflictError",
     "Connector",
     "ConnectorError",
     "DatasetFile",
@@ -35,6 +48,8 @@ __all__ = [
     "Environment",
     "FoundryClient",
     "FoundryError",
+    "HandleMetrics",
+    "HttpConnectionConfig",
     "InputBatch",
     "MediaItemInfo",
     "MediaItemPathError",
@@ -44,9 +59,13 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RecordValidationError",
+    "RequestTooLargeError",
     "ResourceRef",
     "RetryPolicy",
+    "RetryableError",
     "RuntimeSettings",
+    "SourceConfiguration",
+    "SourceCredentials",
     "StreamInput",
     "StreamOutput",
     "UnauthorizedError",

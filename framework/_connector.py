@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic_settings import BaseSettings
 from structlog.stdlib import BoundLogger
 
+from ._env.settings import load_settings
 from ._errors import ConfigError
 from ._handles import Binding, Handle, declared_handles
 from ._logging import get_logger
-from ._settings import load_settings
 
 if TYPE_CHECKING:
+    from ._env.environment import Environment
     from ._http import FoundryClient
-    from ._settings import Environment
-    from ._streams import InputBatch
+    from ._streams.input import InputBatch
 
 _current_batch: ContextVar[InputBatch[Any] | None] = ContextVar("framework_current_batch", default=None)
 

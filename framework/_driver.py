@@ -15,8 +15,9 @@ from pydantic import BaseModel
 from ._connector import Connector, _current_batch
 from ._errors import ConfigError, FoundryError, RecordValidationError
 from ._handles import AckTracker, Handle
-from ._stream_output import DeadLetterOutput, Rejected, StreamOutput
-from ._streams import InputBatch, InvalidRecord, StreamInput
+from ._streams.dead_letters import DeadLetterOutput
+from ._streams.input import InputBatch, InvalidRecord, StreamInput
+from ._streams.output import Rejected, StreamOutput
 
 Mode = Literal["transform", "transform_batch", "run"]
 _Queue = asyncio.Queue[tuple[InputBatch[Any], AckTracker] | None]

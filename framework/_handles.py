@@ -29,8 +29,9 @@ from ._errors import ConfigError, ConnectorError
 if TYPE_CHECKING:
     from structlog.stdlib import BoundLogger
 
+    from ._env.environment import ResourceRef
+    from ._env.settings import RuntimeSettings
     from ._http import FoundryClient
-    from ._settings import ResourceRef, RuntimeSettings
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 

@@ -21,9 +21,10 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.wait import wait_base
 from yarl import URL
 
+from ._env.environment import Environment
+from ._env.settings import RuntimeSettings
 from ._errors import FoundryError, RetryableError, error_from_envelope
 from ._logging import get_logger, register_secret
-from ._settings import Environment, RuntimeSettings
 
 Service = Literal["api", "stream_proxy"]
 ParamValue = str | int | float | bool | Sequence[str] | None

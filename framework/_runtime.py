@@ -19,12 +19,13 @@ from structlog.stdlib import BoundLogger
 
 from ._connector import Connector, connector_name
 from ._driver import Driver
+from ._env.environment import Environment, load_environment
+from ._env.settings import RuntimeSettings
 from ._errors import ConfigError, FoundryError
 from ._handles import declared_handles
 from ._http import FoundryClient, RetryPolicy
 from ._logging import configure_logging, get_logger, register_secret
-from ._settings import Environment, RuntimeSettings, load_environment
-from ._streams import StreamInput
+from ._streams.input import StreamInput
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 

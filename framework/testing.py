@@ -37,9 +37,9 @@ from fake_stream_proxy import FakeServer
 
 from ._connector import Connector
 from ._driver import Driver
+from ._env.environment import load_environment
 from ._http import FoundryClient
-from ._schema import stream_schema
-from ._settings import load_environment
+from ._streams.schema import stream_schema
 
 __all__ = ["FakeFoundry", "Job", "capture_logs", "fake_process"]
 

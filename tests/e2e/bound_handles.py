@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 import structlog
 
 from fake_stream_proxy import FakeServer
+from framework._env.environment import Environment, ResourceRef, load_environment
 from framework._handles import Binding, Handle
 from framework._http import FoundryClient, RetryPolicy
-from framework._settings import Environment, ResourceRef, load_environment
 
 H = TypeVar("H", bound=Handle)
 

@@ -17,9 +17,9 @@ import structlog
 
 from connectors.doubler import Doubled, Number
 from framework import FoundryClient, RetryPolicy, StreamInput, StreamOutput, load_environment
+from framework._env.environment import Environment, ResourceRef
 from framework._errors import FoundryError, NotFoundError, PermissionDeniedError, UnauthorizedError
 from framework._handles import Binding, Handle
-from framework._settings import Environment, ResourceRef
 from framework.testing import FakeFoundry
 
 from .stream_support import PREVIEW, DoublerStreams, doubler_streams, end_offsets, hs_path, total

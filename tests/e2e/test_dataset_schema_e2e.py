@@ -21,9 +21,9 @@ from pydantic import BaseModel
 
 from connectors.stream_archiver import ArchivedEvent, StreamArchiver
 from fake_stream_proxy import FakeServer
-from framework._arrow import schema_for
-from framework._dataset_schema import foundry_dataset_schema
-from framework._datasets import DatasetOutput
+from framework._datasets.arrow import schema_for
+from framework._datasets.handles import DatasetOutput
+from framework._datasets.schema import foundry_dataset_schema
 from framework.testing import FakeFoundry
 from tests.conftest import Admin
 

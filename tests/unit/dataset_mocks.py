@@ -13,9 +13,9 @@ import structlog
 from aioresponses import CallbackResult, aioresponses
 from yarl import URL
 
+from framework._env.environment import ResourceRef, RuntimeSettings
 from framework._handles import Binding
 from framework._http import FoundryClient
-from framework._settings import ResourceRef, RuntimeSettings
 
 API = "http://foundry.test/api"
 DS = "ri.foundry.main.dataset.0000"

@@ -15,9 +15,9 @@ from aioresponses import CallbackResult, aioresponses
 from pydantic import BaseModel
 from yarl import URL
 
+from framework._env.environment import Environment, ResourceRef, RuntimeSettings
 from framework._handles import Binding, Handle
 from framework._http import FoundryClient, RetryPolicy
-from framework._settings import Environment, ResourceRef, RuntimeSettings
 
 API = "http://foundry.test/api"
 PROXY = "http://foundry.test/stream-proxy/api"

@@ -16,9 +16,9 @@ from pydantic import BaseModel, Field
 from fake_stream_proxy.stream_schema import check_schema
 from framework import Connector, DeadLetterOutput, StreamInput, StreamOutput, stream_schema
 from framework._driver import Driver
+from framework._env.environment import Environment
 from framework._errors import ConfigError, PermissionDeniedError
 from framework._http import FoundryClient
-from framework._settings import Environment
 
 from .stream_mocks import FAST, Doubled, InputStream, Number, Publishes, make_env, mock_stream, wait_for
 

@@ -13,12 +13,13 @@ import structlog
 from aioresponses import CallbackResult, aioresponses
 from yarl import URL
 
+from framework import MediaItemPathError
+from framework._env.environment import ResourceRef, RuntimeSettings
 from framework._errors import BadRequestError, ConfigError, ConnectorError, NotFoundError, PermissionDeniedError
 from framework._handles import AckTracker, Binding
 from framework._http import FoundryClient, RetryPolicy
 from framework._io import upload_body
-from framework._media import MediaItemPathError, MediaSetInput, MediaSetOutput, _transaction_id
-from framework._settings import ResourceRef, RuntimeSettings
+from framework._media.handles import MediaSetInput, MediaSetOutput, _transaction_id
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -14,16 +14,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ._errors import ConfigError, ConnectorError, NotFoundError, PermissionDeniedError
-from ._handles import Handle, settle, track
-from ._io import CHUNK_BYTES, Body, upload_body, write_atomically
+from .._errors import ConfigError, ConnectorError, MediaItemPathError, NotFoundError, PermissionDeniedError
+from .._handles import Handle, settle, track
+from .._io import CHUNK_BYTES, Body, upload_body, write_atomically
 
 MAX_PATH_CHARS = 255  # Foundry: a media item path must be shorter than 256 characters
 _CHECK_PATH = ".connector-check"  # looked up by check(); it need not exist
-
-
-class MediaItemPathError(ConnectorError, ValueError):
-    """A media item path Foundry would reject (empty, or 256 characters or more)."""
 
 
 def media_path(rid: str, *segments: str) -> str:

@@ -12,9 +12,7 @@ from typing import Any, Literal, TypeAlias, TypeVar
 import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
-from ._arrow import schema_for, to_table
-from ._dataset_schema import foundry_dataset_schema
-from ._errors import (
+from .._errors import (
     ConfigError,
     ConnectorError,
     NotFoundError,
@@ -22,16 +20,13 @@ from ._errors import (
     RecordValidationError,
     validation_message,
 )
-from ._handles import Handle, as_model, settle, track
-from ._io import CHUNK_BYTES, arrow_batches
-from ._transactions import (
-    DatasetFile,
-    DatasetTransaction,
-    SchemaPublisher,
-    Transaction,
-    dataset_path,
-    open_transaction,
-)
+from .._handles import Handle, as_model, settle, track
+from .._io import CHUNK_BYTES
+from .api import DatasetFile, Transaction, dataset_path
+from .arrow import schema_for, to_table
+from .ipc import arrow_batches
+from .schema import foundry_dataset_schema
+from .transactions import DatasetTransaction, SchemaPublisher, open_transaction
 
 M = TypeVar("M", bound=BaseModel)
 Mode = Literal["append", "snapshot"]

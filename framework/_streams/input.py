@@ -1,4 +1,4 @@
-"""Stream inputs over the Streams API v2 (foundry-api.md section 2a), and what stream handles share."""
+"""Stream inputs over the Streams API v2 (foundry-api.md section 2a): read batches, commit after acks."""
 
 from __future__ import annotations
 
@@ -11,13 +11,9 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from ._errors import validation_message
-from ._handles import ModelHandle, ModelT
-
-
-def stream_path(rid: str, branch: str, suffix: str = "", *, high_scale: bool = False) -> str:
-    base = "/v2/highScale/streams" if high_scale else "/v2/streams"
-    return f"{base}/datasets/{quote(rid, safe='')}/streams/{quote(branch, safe='')}{suffix}"
+from .._errors import validation_message
+from .._handles import ModelHandle, ModelT
+from .api import StreamInfo, get_stream, stream_path
 
 
 @dataclass
@@ -43,22 +39,6 @@ class InputBatch(Generic[ModelT]):
     @property
     def size(self) -> int:
         return len(self.records) + len(self.invalid)
-
-
-@dataclass
-class StreamInfo:
-    view_rid: str
-    partitions: int
-    schema: dict[str, Any]
-
-
-async def get_stream(handle: ModelHandle[Any]) -> StreamInfo:
-    body = await handle.client.request_json("GET", stream_path(handle.rid, handle.branch))
-    return StreamInfo(
-        view_rid=str(body.get("viewRid", "")),
-        partitions=int(body.get("partitionsCount") or 1),
-        schema=body.get("schema") or {},
-    )
 
 
 class StreamInput(ModelHandle[ModelT]):
