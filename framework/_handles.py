@@ -40,11 +40,11 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 class HandleMetrics:
     """Counters for the progress line and for `framework.testing` assertions."""
 
+    lag: int | None = None  # inputs: records written but not yet committed, as last measured
     records: int = 0
     invalid: int = 0
     bytes: int = 0
     batches: int = 0
-    lag: int | None = None
 
 
 @dataclass

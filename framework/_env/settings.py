@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AfterValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
 
 from .._errors import ConfigError
@@ -70,18 +70,13 @@ class RuntimeSettings(BaseSettings):
     subscriber_id: str | None = Field(None, min_length=1)
     poll_interval_ms: float = Field(250, gt=0)
     log_format: LogFormat = "auto"
-    log_level: str = "INFO"
+    log_level: Annotated[str, AfterValidator(_normalise_level)] = "INFO"  # WARN -> WARNING; unknown: an error
     progress_interval_s: float = Field(30, gt=0)
     shutdown_timeout_s: float = Field(20, gt=0)
     http_timeout_s: float = Field(60, gt=0)
     retry_max_attempts: int = Field(8, ge=1)
     retry_initial_backoff_s: float = Field(0.2, ge=0)
     retry_max_backoff_s: float = Field(10, ge=0)
-
-    @field_validator("log_level")
-    @classmethod
-    def _level(cls, value: str) -> str:
-        return _normalise_level(value)
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:

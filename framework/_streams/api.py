@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from .._handles import Handle
+from .._handles import Handle, ModelHandle, ModelT
 
 
 def stream_path(rid: str, branch: str, suffix: str = "", *, high_scale: bool = False) -> str:
@@ -28,3 +28,14 @@ async def get_stream(handle: Handle) -> StreamInfo:
         partitions=int(body.get("partitionsCount") or 1),
         schema=body.get("schema") or {},
     )
+
+
+class StreamHandle(ModelHandle[ModelT]):
+    """What stream inputs and outputs share: records are models, and `info` is the stream once checked or open."""
+
+    kind = "stream"
+    info: StreamInfo | None
+
+    async def check(self) -> None:
+        self.model  # noqa: B018 - raises a ConfigError when the model is missing
+        self.info = await get_stream(self)

@@ -12,8 +12,8 @@ from urllib.parse import quote
 from pydantic import ValidationError
 
 from .._errors import validation_message
-from .._handles import ModelHandle, ModelT
-from .api import StreamInfo, get_stream, stream_path
+from .._handles import ModelT
+from .api import StreamHandle, StreamInfo, get_stream, stream_path
 
 
 @dataclass
@@ -41,7 +41,7 @@ class InputBatch(Generic[ModelT]):
         return len(self.records) + len(self.invalid)
 
 
-class StreamInput(ModelHandle[ModelT]):
+class StreamInput(StreamHandle[ModelT]):
     """Reads records of a Foundry stream as pydantic models, resuming where the last run committed.
 
     Guarantees: at-least-once. In the default `subscriber` read mode the read position lives on the
@@ -56,7 +56,6 @@ class StreamInput(ModelHandle[ModelT]):
     """
 
     direction = "input"
-    kind = "stream"
 
     def __init__(
         self,
@@ -67,8 +66,7 @@ class StreamInput(ModelHandle[ModelT]):
         subscriber_id: str | None = None,
     ) -> None:
         super().__init__(alias, model=model)
-        self.start = start
-        self._subscriber_id = subscriber_id
+        self.start, self._subscriber_id = start, subscriber_id
 
     def _on_bind(self) -> None:
         self.info: StreamInfo | None = None
@@ -93,8 +91,7 @@ class StreamInput(ModelHandle[ModelT]):
         return stream_path(self.rid, self.branch, sub, high_scale=bool(action))
 
     async def check(self) -> None:
-        self.model  # noqa: B018 - raises a ConfigError when the model is missing
-        self.info = await get_stream(self)
+        await super().check()
         await self.end_offsets()
 
     async def open(self) -> None:

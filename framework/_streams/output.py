@@ -11,13 +11,13 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .._errors import BadRequestError, RecordValidationError, validation_message
-from .._handles import ModelHandle, ModelT, as_model, track
-from .api import StreamInfo, get_stream, stream_path
+from .._handles import ModelT, as_model, track
+from .api import StreamHandle, StreamInfo, get_stream, stream_path
 
 Rejected = Callable[[dict[str, Any], str], Awaitable[None]]
 
 
-class StreamOutput(ModelHandle[ModelT]):
+class StreamOutput(StreamHandle[ModelT]):
     """Publishes pydantic records to a Foundry stream in batches (publishRecords).
 
     `publish` validates the record against the model at once (a bad record raises
@@ -30,15 +30,16 @@ class StreamOutput(ModelHandle[ModelT]):
     """
 
     direction = "output"
-    kind = "stream"
+    #: Called with a record the stream's schema rejected; the driver wires it to the dead-letter output.
+    on_rejected: Rejected | None
 
     def __init__(
         self,
         alias: str,
         *,
-        model: type[ModelT] | None = None,
         batch_size: int | None = None,
         linger_ms: float | None = None,
+        model: type[ModelT] | None = None,
     ) -> None:
         super().__init__(alias, model=model)
         self._batch_size = batch_size
@@ -62,10 +63,6 @@ class StreamOutput(ModelHandle[ModelT]):
     @property
     def linger_s(self) -> float:
         return (self._linger_ms if self._linger_ms is not None else self.binding.runtime.publish_linger_ms) / 1000
-
-    async def check(self) -> None:
-        self.model  # noqa: B018 - raises a ConfigError when the model is missing
-        self.info = await get_stream(self)
 
     async def open(self) -> None:
         self.info = await get_stream(self)

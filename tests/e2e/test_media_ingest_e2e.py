@@ -21,14 +21,12 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-import structlog
 from aiohttp import web
 
 from connectors.media_ingest import MediaIngest, MediaMetadata, SourceAuthError
 from framework import FoundryClient, MediaSetInput, load_environment
-from framework._handles import Binding
 from framework._logging import REDACTED, redact
-from framework.testing import FakeFoundry, Job, capture_logs
+from framework.testing import FakeFoundry, Job, bind_handle, capture_logs
 
 from .connector_process import start_connector
 from .stream_support import wait_until
@@ -123,8 +121,7 @@ async def read_items(reader: Job, paths: list[str]) -> dict[str, tuple[str | Non
     """Path -> (rid, content), read by another job; content streamed in chunks."""
     env = load_environment(reader.environ)
     async with FoundryClient(env) as client:
-        binding = Binding("media", env.ref("media"), client, env.runtime, structlog.get_logger(), "reader")
-        media = MediaSetInput("media").bind(binding)
+        media = bind_handle(MediaSetInput("media"), env, client, connector_name="reader")
         found: dict[str, tuple[str | None, bytes]] = {}
         for path in paths:
             rid = await media.get_rid(path)
@@ -211,7 +208,7 @@ async def test_ingests_every_file_once_and_a_changed_one_again(tmp_path: Path) -
 
         # Someone else overwrote an item: the ledger no longer describes the set, so that file goes up again.
         params = {"mediaItemPath": "docs/readme.txt", "branchName": "master", "preview": "true"}
-        await foundry._call("POST", f"/api/v2/mediasets/{quote(s.media, safe='')}/items", params=params, data=b"x")
+        await foundry.call("POST", f"/api/v2/mediasets/{quote(s.media, safe='')}/items", params=params, data=b"x")
         async with s.job.running(MediaIngest, extra_env={**s.source_env, **settings}):
             await foundry.wait_for_records(s.metadata, len(files) + 2)
         again = {"images/logo.png": 2, "docs/readme.txt": 2}

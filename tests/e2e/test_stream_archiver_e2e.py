@@ -17,12 +17,10 @@ from urllib.parse import quote
 
 import pyarrow as pa
 import pytest
-import structlog
 
 from connectors.stream_archiver import Event, StreamArchiver
 from framework import ConfigError, DatasetInput, FoundryClient, FoundryError, StreamInput, load_environment
-from framework._handles import Binding
-from framework.testing import FakeFoundry, Job
+from framework.testing import FakeFoundry, Job, bind_handle
 
 from .connector_process import start_connector
 from .fault_proxy import FaultProxy
@@ -83,7 +81,7 @@ class Archive:
         token: str | None = None
         while True:
             params = {"preview": "true", "pageSize": "100", **({"pageToken": token} if token else {})}
-            page = await self.foundry._call("GET", path, params=params)
+            page = await self.foundry.call("GET", path, params=params)
             found += page["data"]
             token = page.get("nextPageToken")
             if not token:
@@ -98,9 +96,7 @@ class _BoundInput:
         self.client = FoundryClient(self.env)
 
     async def __aenter__(self) -> DatasetInput:
-        log = structlog.get_logger()
-        binding = Binding("archive", self.env.ref("archive"), self.client, self.env.runtime, log, "reader")
-        return DatasetInput("archive").bind(binding)
+        return bind_handle(DatasetInput("archive"), self.env, self.client, connector_name="reader")
 
     async def __aexit__(self, *exc: object) -> None:
         await self.client.close()
