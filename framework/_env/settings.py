@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
 
 from .._errors import ConfigError
@@ -31,7 +31,12 @@ def load_settings(model: type[S], environ: Mapping[str, str] | None = None) -> S
         }
     prefix = str(model.model_config.get("env_prefix") or "")
     try:
-        return model(_build_sources=((source,), {}))  # this source alone: no os.environ, no .env file
+        values = source()
+        # BaseModel's own __init__ validates `values` and defaults only; BaseSettings.__init__ would merge
+        # its default sources again (os.environ, a .env file) under them.
+        settings = model.__new__(model)
+        BaseModel.__init__(settings, **values)
+        return settings
     except SettingsError as exc:
         raise ConfigError(f"{prefix}* settings are invalid: {one_line(str(exc))}; fix them or unset them") from None
     except ValidationError as exc:

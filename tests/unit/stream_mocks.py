@@ -17,6 +17,7 @@ from yarl import URL
 from framework._env.environment import Environment, ResourceRef, RuntimeSettings
 from framework._handles import Handle
 from framework._http import FoundryClient, RetryPolicy
+from framework._streams.api import stream_path
 from framework.testing import bind_handle
 
 API = "http://foundry.test/api"
@@ -58,11 +59,11 @@ def bind(handle: H, env: Environment, client: FoundryClient, name: str = "unit")
 
 
 def stream_url(alias: str) -> str:
-    return f"{API}/v2/streams/datasets/{RIDS[alias]}/streams/master"
+    return f"{API}{stream_path(RIDS[alias], 'master')}"
 
 
 def hs_url(alias: str, suffix: str) -> str:
-    return f"{PROXY}/v2/highScale/streams/datasets/{RIDS[alias]}/streams/master{suffix}"
+    return f"{PROXY}{stream_path(RIDS[alias], 'master', suffix, high_scale=True)}"
 
 
 def pattern(url: str) -> re.Pattern[str]:
