@@ -30,19 +30,19 @@ class Admin:
         return self.foundry.admin_headers
 
     async def create(self, type_: str, name: str, **extra: Any) -> dict[str, Any]:
-        body: dict[str, Any] = await self.foundry.call(
-            "POST", "/_fake/resources", json={"type": type_, "name": name, **extra}
-        )
-        return body
+        return await self._ok("POST", "/_fake/resources", json={"type": type_, "name": name, **extra})
 
     async def job(self, inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:
-        body: dict[str, Any] = await self.foundry.call(
-            "POST", "/_fake/jobs", json={"inputs": inputs, "outputs": outputs}
-        )
-        return body
+        return await self._ok("POST", "/_fake/jobs", json={"inputs": inputs, "outputs": outputs})
 
     async def provenance(self, job_rid: str) -> dict[str, Any]:
-        return await self.foundry.provenance(job_rid)
+        return await self._ok("GET", "/_fake/provenance", params={"jobRid": job_rid})
+
+    async def _ok(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        status, body = await self.foundry.request(method, path, **kwargs)
+        assert status == 200, body
+        assert isinstance(body, dict), body
+        return body
 
     async def call(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> tuple[int, Any]:
         """Any call as `token` (admin when None); returns (status, parsed JSON or bytes or None)."""
