@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-import aiohttp
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -81,25 +80,24 @@ def _random_file(path: Path) -> None:
 
 
 async def _write_dataset(foundry: FakeFoundry, rid: str, files: int, scratch: Path) -> None:
-    headers = {"Authorization": f"Bearer {(foundry.state_dir / 'fake' / 'admin-token').read_text().strip()}"}
     base = f"{foundry.url}/api/v2/datasets/{quote(rid, safe='')}"
-    async with aiohttp.ClientSession(headers=headers) as session:
-        async with session.post(f"{base}/transactions", json={"transactionType": "SNAPSHOT"}) as resp:
-            txn = (await resp.json())["rid"]
-        for i in range(files):
-            path = scratch / f"part-{i:03}.parquet"
-            await asyncio.to_thread(_random_file, path)
-            with path.open("rb") as body:
-                async with session.post(
-                    f"{base}/files/{quote(f'data/{path.name}', safe='')}/upload",
-                    params={"transactionRid": txn},
-                    data=body,
-                    headers={"Content-Type": "application/octet-stream"},
-                ) as resp:
-                    assert resp.status == 200, await resp.text()
-            path.unlink()
-        async with session.post(f"{base}/transactions/{txn}/commit") as resp:
-            assert resp.status == 200, await resp.text()
+    session, headers = foundry.session, foundry.admin_headers  # the fake's admin, as fake_process started it
+    async with session.post(f"{base}/transactions", json={"transactionType": "SNAPSHOT"}, headers=headers) as resp:
+        txn = (await resp.json())["rid"]
+    for i in range(files):
+        path = scratch / f"part-{i:03}.parquet"
+        await asyncio.to_thread(_random_file, path)
+        with path.open("rb") as body:
+            async with session.post(
+                f"{base}/files/{quote(f'data/{path.name}', safe='')}/upload",
+                params={"transactionRid": txn},
+                data=body,
+                headers={**headers, "Content-Type": "application/octet-stream"},
+            ) as resp:
+                assert resp.status == 200, await resp.text()
+        path.unlink()
+    async with session.post(f"{base}/transactions/{txn}/commit", headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
 
 
 async def _run(cls: str, environ: dict[str, str]) -> dict[str, float]:

@@ -5,27 +5,40 @@ transform (or a free-running `run`), and start it with `connector run package.mo
 """
 
 from ._connector import Connector, current_batch
-from ._datasets import DatasetFile, DatasetInput, DatasetOutput, DatasetTransaction
-from ._functions import FunctionModule, JobContext, function
+from ._datasets.api import DatasetFile
+from ._datasets.handles import DatasetInput, DatasetOutput
+from ._datasets.transactions import DatasetTransaction
+from ._env.environment import Environment, ResourceRef, load_environment
+from ._env.settings import RuntimeSettings, load_settings
+from ._env.sources import HttpConnectionConfig, SourceConfiguration, SourceCredentials
 from ._errors import (
+    BadRequestError,
     ConfigError,
+    ConflictError,
     ConnectorError,
     FoundryError,
+    MediaItemPathError,
     NotFoundError,
     PermissionDeniedError,
     RecordValidationError,
+    RequestTooLargeError,
+    RetryableError,
     UnauthorizedError,
 )
+from ._functions import FunctionModule, JobContext, function
+from ._handles import HandleMetrics
 from ._http import FoundryClient, RetryPolicy
-from ._media import MediaItemInfo, MediaItemPathError, MediaSetInput, MediaSetOutput, MediaTransaction
-from ._schema import stream_schema
-from ._settings import Environment, ResourceRef, RuntimeSettings, load_environment
+from ._media.handles import MediaItemInfo, MediaSetInput, MediaSetOutput, MediaTransaction
 from ._sls import mark_safe, safe
-from ._stream_output import DeadLetter, DeadLetterOutput, StreamOutput
-from ._streams import InputBatch, StreamInput
+from ._streams.dead_letters import DeadLetter, DeadLetterOutput
+from ._streams.input import InputBatch, StreamInput
+from ._streams.output import StreamOutput
+from ._streams.schema import stream_schema
 
 __all__ = [
+    "BadRequestError",
     "ConfigError",
+    "ConflictError",
     "Connector",
     "ConnectorError",
     "DatasetFile",
@@ -38,6 +51,8 @@ __all__ = [
     "FoundryClient",
     "FoundryError",
     "FunctionModule",
+    "HandleMetrics",
+    "HttpConnectionConfig",
     "InputBatch",
     "JobContext",
     "MediaItemInfo",
@@ -48,15 +63,20 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RecordValidationError",
+    "RequestTooLargeError",
     "ResourceRef",
     "RetryPolicy",
+    "RetryableError",
     "RuntimeSettings",
+    "SourceConfiguration",
+    "SourceCredentials",
     "StreamInput",
     "StreamOutput",
     "UnauthorizedError",
     "current_batch",
     "function",
     "load_environment",
+    "load_settings",
     "mark_safe",
     "safe",
     "stream_schema",

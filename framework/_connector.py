@@ -1,24 +1,34 @@
-"""`Connector`: declare handles, write a transform (or a free-running `run`), and the framework drives it."""
+"""`Connector`: the user's surface. Declare handles, write a transform (or a free-running `run`).
+
+What drives it (open, read loop, commit loop, flush, close) is `_driver.Driver`, so no name a user picks
+for a handle can collide with the framework's machinery; the few names the base class does use are
+refused when the subclass is defined.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from contextvars import ContextVar
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel
+from pydantic_settings import BaseSettings
 from structlog.stdlib import BoundLogger
 
-from ._errors import ConfigError, RecordValidationError
-from ._handles import AckTracker, Binding, Handle
-from ._http import FoundryClient
+from ._env.settings import load_settings
+from ._errors import ConfigError
+from ._handles import Binding, Handle, declared_handles
 from ._logging import get_logger
-from ._settings import Environment
-from ._stream_output import DeadLetterOutput, StreamOutput
-from ._streams import InputBatch, InvalidRecord, StreamInput
+
+if TYPE_CHECKING:
+    from ._env.environment import Environment
+    from ._http import FoundryClient
+    from ._streams.input import InputBatch
 
 _current_batch: ContextVar[InputBatch[Any] | None] = ContextVar("framework_current_batch", default=None)
+
+#: Attributes a Connector instance sets itself; with the class's own names, a handle may not use them.
+_INSTANCE_NAMES = frozenset({"env", "client", "log", "settings", "_handles", "_stopping"})
+_MODE_NAMES = frozenset({"transform", "transform_batch", "run"})
 
 
 def current_batch() -> InputBatch[Any] | None:
@@ -31,6 +41,11 @@ def current_batch() -> InputBatch[Any] | None:
     return _current_batch.get()
 
 
+def connector_name(cls: type[Connector]) -> str:
+    """What names the connector in logs and subscriber ids: `name`, else the class name."""
+    return cls.name or cls.__name__
+
+
 class Connector:
     """Base class of every connector. Subclass it, declare handles, and define one of:
 
@@ -41,9 +56,13 @@ class Connector:
     Records returned by a transform go to the connector's only `StreamOutput`; with several outputs,
     publish explicitly with `await self.some_output.publish(record)`, which is tracked the same way.
 
-    Lifecycle: every declared alias is checked against RESOURCE_ALIAS_MAP -> outputs then inputs are
-    opened -> `setup()` -> the transform loop or `run()` -> on SIGTERM/SIGINT reading stops, in-flight
-    batches finish, outputs flush and offsets are committed -> `teardown()` -> handles close.
+    Lifecycle: `settings_model` is read from the environment -> every declared alias is checked against
+    RESOURCE_ALIAS_MAP and bound -> outputs then inputs are opened -> `setup()` -> the transform loop or
+    `run()` -> on SIGTERM/SIGINT reading stops, in-flight batches finish, outputs flush and offsets are
+    committed -> `teardown()` -> handles close. Once `setup()` has returned, `teardown()` runs exactly once
+    however the connector ends: after a clean stop (outputs flushed), and also after a failure or a
+    cancellation (then outputs may hold unflushed records, which `close` discards). If `setup()` raises,
+    `teardown()` does not run.
 
     Guarantees of the transform loop (at-least-once): an input batch's offsets are committed only after
     every record written while processing it was acknowledged by Foundry, and in read order. Up to
@@ -53,18 +72,39 @@ class Connector:
     a transform's output record its output model rejects: per-record transforms dead-letter the input record
     (with its offset), batch transforms the output record. An exception from the transform stops the
     connector without committing that batch, so it is read again next run.
+
+    Names the base class uses (`env`, `client`, `log`, `settings`, `setup`, `teardown`, `sleep`, `stop`,
+    `running`, `name`, `settings_model`, `transform`, `transform_batch`, `run`) cannot name a handle: such a
+    declaration is a `ConfigError` when the class is defined.
     """
 
     #: Names the connector in logs and in the default subscriber id (`<name>-<alias>`).
     name: ClassVar[str | None] = None
+    #: A pydantic-settings class read from the job's environment into `self.settings` when the connector is
+    #: created, before any handle is bound; a bad value is a one-line ConfigError (exit code 2).
+    settings_model: ClassVar[type[BaseSettings] | None] = None
+    #: The loaded `settings_model` (None without one); annotate it in a subclass: `settings: MySettings`.
+    settings: Any
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        reserved = frozenset(vars(Connector)) | _INSTANCE_NAMES | _MODE_NAMES
+        for attr, value in vars(cls).items():
+            if isinstance(value, Handle) and attr in reserved:
+                raise ConfigError(
+                    f"{cls.__name__}.{attr} = {type(value).__name__}({value.alias!r}): {attr!r} is a name the "
+                    "Connector base class uses; declare the handle under another attribute name"
+                )
 
     def __init__(self, env: Environment, client: FoundryClient, log: BoundLogger | None = None) -> None:
         self.env = env
         self.client = client
-        self.log: BoundLogger = log or get_logger("connector", connector=self.connector_name)
-        self.stopping = asyncio.Event()
-        self.handles: dict[str, Handle] = {}
-        for attr, declared in self.declared_handles().items():
+        name = connector_name(type(self))
+        self.log: BoundLogger = log or get_logger("connector", connector=name)
+        self.settings = None if self.settings_model is None else load_settings(self.settings_model, env.environ)
+        self._stopping = asyncio.Event()
+        self._handles: dict[str, Handle] = {}
+        for attr, declared in declared_handles(type(self)).items():
             bound = declared.bind(
                 Binding(
                     alias=declared.alias,
@@ -72,269 +112,44 @@ class Connector:
                     client=client,
                     runtime=env.runtime,
                     log=self.log.bind(alias=declared.alias),
-                    connector_name=self.connector_name,
+                    connector_name=name,
                 )
             )
             setattr(self, attr, bound)
-            self.handles[attr] = bound
-
-    @classmethod
-    def declared_handles(cls) -> dict[str, Handle]:
-        found: dict[str, Handle] = {}
-        for klass in reversed(cls.__mro__):
-            found.update({k: v for k, v in vars(klass).items() if isinstance(v, Handle)})
-        return found
-
-    @property
-    def connector_name(self) -> str:
-        return self.name or type(self).__name__
+            self._handles[attr] = bound
 
     # Hooks a subclass may override.
 
     async def setup(self) -> None:
-        """Open external connections; handles are already open."""
+        """Runs once, after every handle is open and before the first read or `run()`.
+
+        Open external connections here. If it raises, the connector stops (handles close) and `teardown()`
+        is not called.
+        """
 
     async def teardown(self) -> None:
-        """Close external connections; outputs have been flushed, handles are still open."""
+        """Runs once after `setup()` returned, however the connector ends; handles are still open.
+
+        After a clean stop every output has been flushed; after a failure or cancellation they may not have
+        been (the connector's error is re-raised after this; an error raised here is logged instead).
+        Close external connections here.
+        """
 
     # Helpers for free-running connectors.
 
     @property
     def running(self) -> bool:
-        return not self.stopping.is_set()
+        """False once `stop()` was called (SIGTERM, SIGINT, or the end of `job.running`)."""
+        return not self._stopping.is_set()
 
     def stop(self) -> None:
-        self.stopping.set()
+        """Ask the connector to stop: reading ends, in-flight batches finish, `sleep` returns False."""
+        self._stopping.set()
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep, waking early on shutdown. Returns False when the connector is stopping."""
         try:
-            await asyncio.wait_for(self.stopping.wait(), timeout=max(0.0, seconds))
+            await asyncio.wait_for(self._stopping.wait(), timeout=max(0.0, seconds))
         except TimeoutError:
             return True
         return False
-
-    # Introspection used by the runtime and by `framework.testing`.
-
-    @property
-    def inputs(self) -> list[Handle]:
-        return [h for h in self.handles.values() if h.direction == "input"]
-
-    @property
-    def outputs(self) -> list[Handle]:
-        return [h for h in self.handles.values() if h.direction == "output"]
-
-    @property
-    def dead_letters(self) -> DeadLetterOutput | None:
-        return next((h for h in self.handles.values() if isinstance(h, DeadLetterOutput)), None)
-
-    @property
-    def default_output(self) -> StreamOutput[Any] | None:
-        streams = [
-            h for h in self.handles.values() if isinstance(h, StreamOutput) and not isinstance(h, DeadLetterOutput)
-        ]
-        return streams[0] if len(streams) == 1 else None
-
-    def mode(self) -> str:
-        """Which of transform / transform_batch / run this connector defines (exactly one)."""
-        defined = [m for m in ("transform", "transform_batch", "run") if callable(getattr(self, m, None))]
-        if len(defined) != 1:
-            raise ConfigError(
-                f"{type(self).__name__} must define exactly one of transform(), transform_batch() or run(); "
-                f"it defines {', '.join(defined) or 'none'}"
-            )
-        if defined[0] != "run" and not any(isinstance(h, StreamInput) for h in self.inputs):
-            raise ConfigError(f"{type(self).__name__} defines {defined[0]}() but declares no StreamInput")
-        return defined[0]
-
-    async def open(self) -> None:
-        for handle in self.outputs + self.inputs:
-            await handle.open()
-        dead = self.dead_letters
-        for handle in self.outputs:
-            if isinstance(handle, StreamOutput) and handle is not dead and dead is not None:
-                handle.on_rejected = self._rejected_by(handle.alias)
-
-    async def check(self) -> None:
-        """Prove every declared resource is reachable with this job token; moves no data."""
-        self.mode()
-        for handle in self.handles.values():
-            await handle.check()
-
-    async def flush(self) -> None:
-        await asyncio.gather(*(h.flush() for h in self.outputs))
-
-    async def close(self) -> None:
-        for handle in self.inputs + self.outputs:
-            try:
-                await handle.close()
-            except Exception as exc:
-                self.log.warning("handle close failed", alias=handle.alias, error=str(exc))
-
-    async def serve(self) -> None:
-        """Open, run until `stop()` (or `run()` returns), flush, commit, close. Raises what stopped it."""
-        mode = self.mode()
-        await self.open()
-        try:
-            await self.setup()
-            if mode == "run":
-                await getattr(self, "run")()  # noqa: B009 - subclasses define it, the base does not
-            else:
-                await self._drive(mode)
-            await self.flush()
-            await self.teardown()
-        finally:
-            await self.close()
-
-    # The transform loop.
-
-    async def _drive(self, mode: str) -> None:
-        inputs = [h for h in self.inputs if isinstance(h, StreamInput)]
-        try:
-            async with asyncio.TaskGroup() as group:
-                for source in inputs:
-                    queue: asyncio.Queue[tuple[InputBatch[Any], AckTracker] | None] = asyncio.Queue()
-                    slots = asyncio.Semaphore(max(1, self.env.runtime.max_in_flight_batches))
-                    group.create_task(self._read_loop(source, mode, queue, slots), name=f"read-{source.alias}")
-                    group.create_task(self._commit_loop(source, queue, slots), name=f"commit-{source.alias}")
-        except BaseExceptionGroup as failed:
-            # Raise what stopped the loop, not the TaskGroup's wrapper: the runtime's exit codes (a ConfigError
-            # is 2, a FoundryError 1) and callers' `except` clauses match on the error's type.
-            error = _first_error(failed)
-            if error is failed:
-                raise
-            raise error from error.__cause__
-
-    async def _read_loop(
-        self,
-        source: StreamInput[Any],
-        mode: str,
-        queue: asyncio.Queue[tuple[InputBatch[Any], AckTracker] | None],
-        slots: asyncio.Semaphore,
-    ) -> None:
-        idle_s = self.env.runtime.poll_interval_ms / 1000
-        try:
-            while self.running:
-                if slots.locked():
-                    # The read-ahead window is full and its batches wait for acks: an output buffering for more
-                    # rows (a DatasetOutput below flush_rows) would wait for its timer, so send what it has now.
-                    await self.flush()
-                await slots.acquire()
-                if not self.running:
-                    slots.release()
-                    break
-                batch = await source.read_batch()
-                if not batch.size:
-                    slots.release()
-                    await self.sleep(idle_s)
-                    continue
-                tracker = AckTracker()
-                with tracker.active():
-                    await self._process(batch, mode)
-                await queue.put((batch, tracker))
-        finally:
-            await queue.put(None)
-            # Shutdown: do not let lingering batches hold the last commits.
-            await self.flush()
-
-    async def _commit_loop(
-        self,
-        source: StreamInput[Any],
-        queue: asyncio.Queue[tuple[InputBatch[Any], AckTracker] | None],
-        slots: asyncio.Semaphore,
-    ) -> None:
-        while (item := await queue.get()) is not None:
-            batch, tracker = item
-            await tracker.wait()
-            await source.commit(batch.positions)
-            slots.release()
-
-    async def _process(self, batch: InputBatch[Any], mode: str) -> None:
-        token = _current_batch.set(batch)
-        try:
-            await self._process_batch(batch, mode)
-        finally:
-            _current_batch.reset(token)
-
-    async def _process_batch(self, batch: InputBatch[Any], mode: str) -> None:
-        for invalid in batch.invalid:
-            await self._dead_letter(batch.source.alias, invalid)
-        if not batch.records:
-            return
-        if mode == "transform_batch":
-            result = await getattr(self, "transform_batch")(batch.records)  # noqa: B009
-            await self._emit(result, dead_letter_invalid=True)
-            return
-        transform = getattr(self, "transform")  # noqa: B009
-        for record, (partition, offset) in zip(batch.records, batch.origins, strict=True):
-            try:
-                await self._emit(await transform(record))
-            except RecordValidationError as exc:
-                # The transform produced a record its output's model rejects: keep the input record.
-                raw = record.model_dump(mode="json")
-                error = f"transform output for {exc.alias!r} is invalid: {exc.message}"
-                await self._dead_letter(batch.source.alias, InvalidRecord(partition, offset, raw, error))
-
-    async def _emit(self, result: Any, *, dead_letter_invalid: bool = False) -> None:
-        """Publish a transform's result to the default output.
-
-        With `dead_letter_invalid` (batch transforms, where no input offset belongs to an output record), an
-        output record its model rejects is dead-lettered itself; otherwise the caller gets the error.
-        """
-        if result is None:
-            return
-        # A pydantic model is itself iterable (over its fields): it is one record, like a dict.
-        single = isinstance(result, BaseModel | dict | str | bytes) or not isinstance(result, Iterable)
-        records = [result] if single else list(result)
-        if not records:
-            return
-        output = self.default_output
-        if output is None:
-            raise ConfigError(
-                f"{type(self).__name__}'s transform returned records but the connector does not have exactly "
-                "one StreamOutput: publish explicitly with `await self.<output>.publish(record)`"
-            )
-        if not dead_letter_invalid:
-            await output.publish_many(records)
-            return
-        for record in records:
-            try:
-                await output.publish(record)
-            except RecordValidationError as exc:
-                raw = record.model_dump(mode="json") if isinstance(record, BaseModel) else record
-                error = f"transform output for {exc.alias!r} is invalid: {exc.message}"
-                await self._dead_letter(output.alias, InvalidRecord(None, None, raw, error))
-
-    async def _dead_letter(self, alias: str, invalid: InvalidRecord) -> None:
-        self.log.error(
-            "invalid record",
-            source=alias,
-            partition=invalid.partition,
-            offset=invalid.offset,
-            error=invalid.error,
-            dead_letter=self.dead_letters.alias if self.dead_letters else None,
-        )
-        if self.dead_letters is not None:
-            await self.dead_letters.send(
-                alias, invalid.error, invalid.raw, partition=invalid.partition, offset=invalid.offset
-            )
-
-    def _rejected_by(self, alias: str) -> Any:
-        async def rejected(payload: dict[str, Any], error: str) -> None:
-            self.log.error("record rejected by output", output=alias, error=error)
-            assert self.dead_letters is not None
-            await self.dead_letters.send(alias, error, payload)
-            # The rejected record counts as acknowledged (and its input batch may be committed) only once its
-            # dead letter is: this runs in the output's flusher, where no input batch's AckTracker is active.
-            await self.dead_letters.flush()
-
-        return rejected
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first failure in a TaskGroup's group that is not a cancellation; the group itself if none."""
-    for exc in group.exceptions:
-        found = _first_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
-        if not isinstance(found, asyncio.CancelledError | BaseExceptionGroup):
-            return found
-    return group

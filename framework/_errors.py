@@ -1,4 +1,20 @@
-"""Typed errors: configuration problems, Foundry error envelopes, and invalid records."""
+"""Typed errors: configuration problems, Foundry error envelopes, and invalid records.
+
+Every error the framework raises on purpose is a `ConnectorError`; match on the narrowest you need:
+
+    ConnectorError
+    ├── ConfigError                 the environment, a setting or the connector declaration is wrong (exit 2)
+    ├── FoundryError                Foundry answered with its error envelope; `error_name` says what
+    │   ├── BadRequestError         400
+    │   ├── UnauthorizedError       401, after re-reading the token once
+    │   ├── PermissionDeniedError   403
+    │   ├── NotFoundError           404
+    │   ├── ConflictError           409
+    │   ├── RequestTooLargeError    413
+    │   └── RetryableError          429, 5xx: raised only once retries are exhausted
+    ├── MediaItemPathError          a media item path Foundry would reject (also a ValueError)
+    └── RecordValidationError       a record does not match its pydantic model
+"""
 
 from __future__ import annotations
 
@@ -101,6 +117,10 @@ def error_from_envelope(status: int, body: Any, *, method: str = "", url: str = 
         )
     detail = {"body": body[:200]} if isinstance(body, str) and body else None
     return cls(status, "UNKNOWN", f"HTTP{status}", detail, None, method=method, url=url)
+
+
+class MediaItemPathError(ConnectorError, ValueError):
+    """A media item path Foundry would reject (empty, or 256 characters or more)."""
 
 
 class RecordValidationError(ConnectorError):

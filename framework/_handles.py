@@ -4,7 +4,9 @@ A handle is declared on a `Connector` class (`numbers = StreamInput[Number]("num
 a declaration there. When the connector starts, each declaration is copied and bound to its alias of
 RESOURCE_ALIAS_MAP, so two connector instances never share state.
 
-Lifecycle, driven by the connector: `bind` -> `open` -> (reads / writes) -> `flush` -> `close`.
+Lifecycle, driven by the connector's driver: `bind` (which calls `_on_bind`) -> `open` -> (reads / writes) ->
+`flush` -> `close`. The one rule for state: `__init__` stores options only (shared by every bound copy, so
+never mutated); `_on_bind` creates every buffer, lock, event and cursor, once per bound copy.
 `check` replaces `open` for `connector check`: it proves the resource is reachable and stops there.
 """
 
@@ -13,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Self, TypeVar, cast, get_args
 
 from pydantic import BaseModel
@@ -26,8 +29,9 @@ from ._errors import ConfigError, ConnectorError
 if TYPE_CHECKING:
     from structlog.stdlib import BoundLogger
 
+    from ._env.environment import ResourceRef
+    from ._env.settings import RuntimeSettings
     from ._http import FoundryClient
-    from ._settings import ResourceRef, RuntimeSettings
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -36,11 +40,11 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 class HandleMetrics:
     """Counters for the progress line and for `framework.testing` assertions."""
 
+    lag: int | None = None  # inputs: records written but not yet committed, as last measured
     records: int = 0
     invalid: int = 0
     bytes: int = 0
     batches: int = 0
-    lag: int | None = None
 
 
 @dataclass
@@ -61,6 +65,12 @@ class Handle:
 
     direction: ClassVar[Literal["input", "output"]]
     kind: ClassVar[Literal["stream", "dataset", "media_set"]]
+    _options: Mapping[str, Any]
+
+    def __new__(cls, *args: Any, **options: Any) -> Self:
+        handle = super().__new__(cls)
+        handle._options = MappingProxyType(options)  # the keyword options as declared: what `configure` starts from
+        return handle
 
     def __init__(self, alias: str) -> None:
         if not alias or not isinstance(alias, str):
@@ -73,10 +83,36 @@ class Handle:
         self.attr_name = name
 
     def bind(self, binding: Binding) -> Self:
-        """A bound copy: the class-level declaration stays a declaration."""
+        """A bound copy: the class-level declaration stays a declaration. Calls `_on_bind` on the copy."""
         bound = copy.copy(self)
         bound._binding = binding
+        bound._on_bind()
         return bound
+
+    def _on_bind(self) -> None:
+        """Create the per-run state (buffers, locks, events, cursors) of a bound copy.
+
+        Runs right after `bind` (and after `configure` on a bound copy), before `open`. `__init__` holds
+        only options, which a shallow copy may share; anything mutable must be created here, so two bound
+        copies of one declaration (two connector instances) never share it.
+        """
+
+    def configure(self, **options: Any) -> Self:
+        """Change options (the constructor's keyword arguments), validated exactly as the constructor does.
+
+        Call it before the connector opens its handles, e.g. in a connector's `__init__` after
+        `super().__init__()` from `self.settings`; on a bound handle it changes this connector instance
+        only, and recreates its per-run state. A bad option is a ConfigError and changes nothing.
+        """
+        try:
+            fresh = type(self)(self.alias, **{**self._options, **options})
+        except TypeError as exc:  # an option the constructor does not take
+            raise ConfigError(f"{type(self).__name__}({self.alias!r}).configure(): {exc}") from None
+        keep = {"attr_name", "_binding", "__orig_class__"}
+        vars(self).update({k: v for k, v in vars(fresh).items() if k not in keep})
+        if self._binding is not None:
+            self._on_bind()
+        return self
 
     @property
     def binding(self) -> Binding:
@@ -147,6 +183,14 @@ class ModelHandle(Handle, Generic[ModelT]):
                 )
             self._model = cast("type[ModelT]", args[0])
         return self._model
+
+
+def declared_handles(cls: type) -> dict[str, Handle]:
+    """The handles declared on `cls` and its bases, by attribute name (a subclass's declaration wins)."""
+    found: dict[str, Handle] = {}
+    for klass in reversed(cls.__mro__):
+        found.update({k: v for k, v in vars(klass).items() if isinstance(v, Handle)})
+    return found
 
 
 # Ack tracking: writes made while the framework processes an input batch are collected here, so the

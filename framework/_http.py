@@ -14,20 +14,33 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
 import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_full_jitter
 from tenacity.wait import wait_base
 from yarl import URL
 
+from ._env.environment import Environment
+from ._env.settings import RuntimeSettings
 from ._errors import FoundryError, RetryableError, error_from_envelope
 from ._logging import get_logger, register_secret
-from ._settings import Environment, RuntimeSettings
 
 Service = Literal["api", "stream_proxy"]
 ParamValue = str | int | float | bool | Sequence[str] | None
 Params = Mapping[str, ParamValue]
+
+
+class RequestOptions(TypedDict, total=False):
+    """Keyword options of `request_json` / `request_bytes`: which service, query, JSON or bytes body, headers."""
+
+    service: Service
+    params: Params | None
+    json: Any
+    data: bytes | None
+    headers: Mapping[str, str] | None
+
+
 Body = bytes | Callable[[], AsyncIterable[bytes]]
 
 _T = TypeVar("_T")
@@ -156,42 +169,23 @@ class FoundryClient:
 
     # ------------------------------------------------------------------------------------------------ requests
 
-    async def request_json(
-        self,
-        method: str,
-        path: str,
-        *,
-        service: Service = "api",
-        params: Params | None = None,
-        json: Any = None,
-        data: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Any:
+    async def request_json(self, method: str, path: str, **options: Unpack[RequestOptions]) -> Any:
         """Parsed JSON; None for 204 or an empty body; the raw bytes when the body is not JSON."""
-        body = _Payload(json=json, data=data)
+        return await self._request(method, path, _decode, options)
 
-        async def call() -> Any:
+    async def request_bytes(self, method: str, path: str, **options: Unpack[RequestOptions]) -> bytes:
+        """The raw body, whatever its content type."""
+        return await self._request(method, path, _read, options)
+
+    async def _request(
+        self, method: str, path: str, read: Callable[[aiohttp.ClientResponse], Awaitable[_T]], options: RequestOptions
+    ) -> _T:
+        body = _Payload(json=options.get("json"), data=options.get("data"))
+        service, params, headers = options.get("service", "api"), options.get("params"), options.get("headers")
+
+        async def call() -> _T:
             async with self._open(method, path, service, params, headers, body) as resp:
-                return await _decode(resp)
-
-        return await self._retrying(method, path, call)
-
-    async def request_bytes(
-        self,
-        method: str,
-        path: str,
-        *,
-        service: Service = "api",
-        params: Params | None = None,
-        json: Any = None,
-        data: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> bytes:
-        body = _Payload(json=json, data=data)
-
-        async def call() -> bytes:
-            async with self._open(method, path, service, params, headers, body) as resp:
-                return await resp.read()
+                return await read(resp)
 
         return await self._retrying(method, path, call)
 
@@ -345,6 +339,10 @@ class _Payload:
     json: Any = None
     data: bytes | None = None
     factory: Callable[[], AsyncIterable[bytes]] | None = None
+
+
+async def _read(resp: aiohttp.ClientResponse) -> bytes:
+    return await resp.read()
 
 
 async def _decode(resp: aiohttp.ClientResponse) -> Any:

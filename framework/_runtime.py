@@ -17,12 +17,15 @@ from typing import Any
 
 from structlog.stdlib import BoundLogger
 
-from ._connector import Connector
+from ._connector import Connector, connector_name
+from ._driver import Driver
+from ._env.environment import Environment, load_environment
+from ._env.settings import RuntimeSettings
 from ._errors import ConfigError, FoundryError
+from ._handles import declared_handles
 from ._http import FoundryClient, RetryPolicy
-from ._logging import LogFormat, bind_context, configure_logging, get_logger, parse_log_format, register_secret
-from ._settings import Environment, load_environment
-from ._streams import StreamInput
+from ._logging import bind_context, configure_logging, get_logger, register_secret
+from ._streams.input import StreamInput
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -42,19 +45,9 @@ def load_connector_class(spec: str) -> type[Connector]:
     return cls
 
 
-def _setup_logging(environ: Mapping[str, str]) -> BoundLogger:
-    """Logging comes up before the environment is validated, so that validation errors are logged too.
-
-    An invalid CONNECTOR_LOG_* value falls back to the default here and is reported by `load_environment`.
-    """
-    try:
-        format_: LogFormat = parse_log_format(environ.get("CONNECTOR_LOG_FORMAT", "auto"))
-    except ValueError:
-        format_ = "auto"
-    try:
-        configure_logging(format_, environ.get("CONNECTOR_LOG_LEVEL", "INFO"))
-    except ValueError:
-        configure_logging(format_, "INFO")
+def _setup_logging(runtime: RuntimeSettings) -> BoundLogger:
+    """Logging comes up before the environment is validated, so that validation errors are logged too."""
+    configure_logging(runtime.log_format, runtime.log_level)
     return get_logger("connector")
 
 
@@ -66,15 +59,16 @@ def _register_secrets(env: Environment) -> None:
             register_secret(value)
 
 
-async def _progress(connector: Connector, interval_s: float) -> None:
+async def _progress(driver: Driver, interval_s: float) -> None:
     """One line every `interval_s`: records in and out, rates, lag per input."""
     last: dict[str, int] = {}
     last_at = time.monotonic()
+    connector = driver.connector
     while await connector.sleep(interval_s):
         now = time.monotonic()
         elapsed = max(now - last_at, 1e-9)
         inputs: dict[str, Any] = {}
-        for handle in connector.inputs:
+        for handle in driver.inputs:
             lag = None
             if isinstance(handle, StreamInput):
                 try:
@@ -86,7 +80,7 @@ async def _progress(connector: Connector, interval_s: float) -> None:
             inputs[handle.alias] = {"records": m.records, "invalid": m.invalid, "per_s": round(rate, 1), "lag": lag}
             last[handle.alias] = m.records
         outputs: dict[str, Any] = {}
-        for handle in connector.outputs:
+        for handle in driver.outputs:
             m = handle.metrics
             rate = (m.records - last.get(handle.alias, 0)) / elapsed
             outputs[handle.alias] = {"records": m.records, "rejected": m.invalid, "per_s": round(rate, 1)}
@@ -101,13 +95,14 @@ async def serve_connector(
     """Run `cls` until it stops; returns the exit code. Signals stop it gracefully within a bound."""
     runtime = env.runtime
     async with FoundryClient(env, retry=RetryPolicy.from_runtime(runtime)) as client:
-        connector = cls(env, client, log.bind(connector=cls.name or cls.__name__))
-        task = asyncio.create_task(connector.serve(), name="connector")
+        connector = cls(env, client, log.bind(connector=connector_name(cls)))
+        driver = Driver(connector)
+        task = asyncio.create_task(driver.serve(), name="connector")
         loop = asyncio.get_running_loop()
         deadline: list[asyncio.TimerHandle] = []
 
         def on_signal(signame: str) -> None:
-            if connector.stopping.is_set():
+            if not connector.running:
                 log.warning("second signal: stopping now", signal=signame)
                 task.cancel()
                 return
@@ -118,11 +113,11 @@ async def serve_connector(
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, on_signal, sig.name)
-        progress = asyncio.create_task(_progress(connector, runtime.progress_interval_s), name="progress")
+        progress = asyncio.create_task(_progress(driver, runtime.progress_interval_s), name="progress")
         try:
             await task
         except asyncio.CancelledError:
-            if not connector.stopping.is_set():
+            if connector.running:
                 raise
             log.error(
                 "shutdown timed out; uncommitted records will be read again on restart",
@@ -146,25 +141,20 @@ async def serve_connector(
             if handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
-        log.info("stopped", inputs={h.alias: h.metrics.records for h in connector.inputs})
+        log.info("stopped", inputs={h.alias: h.metrics.records for h in driver.inputs})
         return EXIT_OK
 
 
 async def check_connector(cls: type[Connector], env: Environment, *, log: BoundLogger) -> int:
     """Validate the declaration, aliases and reachability of every declared resource."""
     async with FoundryClient(env, retry=RetryPolicy.from_runtime(env.runtime)) as client:
-        connector = cls(env, client, log)
-        failures = 0
-        for handle in connector.handles.values():
-            try:
-                await handle.check()
-            except (FoundryError, ConfigError) as exc:
-                failures += 1
-                log.error("check failed", alias=handle.alias, rid=handle.rid, error=str(exc))
-            else:
-                log.info("check ok", alias=handle.alias, kind=handle.kind, rid=handle.rid, branch=handle.branch)
-        connector.mode()
-        return EXIT_FAILED if failures else EXIT_OK
+        driver = Driver(cls(env, client, log))
+        driver.mode()  # a declaration error is a configuration error (exit 2), raised before any request
+        try:
+            await driver.check()  # logs every handle's result
+        except (FoundryError, ConfigError):
+            return EXIT_FAILED
+        return EXIT_OK
 
 
 def main_run(
@@ -172,15 +162,18 @@ def main_run(
 ) -> int:
     """Entry point of `connector run` / `connector check`."""
     environ = os.environ if environ is None else environ
-    log = _setup_logging(environ)
+    runtime, runtime_error = RuntimeSettings.load_or_defaults(environ)  # CONNECTOR_* are parsed here only
+    log = _setup_logging(runtime)
     try:
         cls = load_connector_class(spec_or_cls) if isinstance(spec_or_cls, str) else spec_or_cls
         bind_context(connector=cls.name or cls.__name__)  # every line names it: SLS shows it as a tag
-        env = load_environment(environ)
+        if runtime_error is not None:
+            raise runtime_error
+        env = load_environment(environ, runtime=runtime)
         _register_secrets(env)
         if check:
             return asyncio.run(check_connector(cls, env, log=log))
-        for handle in cls.declared_handles().values():
+        for handle in declared_handles(cls).values():
             env.ref(handle.alias)  # fail before connecting when an alias is missing
         return asyncio.run(serve_connector(cls, env, log=log))
     except ConfigError as exc:

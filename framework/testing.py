@@ -11,6 +11,9 @@
 
 The fake runs inside the test's event loop on 127.0.0.1 (real sockets) and keeps its state in the given
 folder; `job.environ` is the environment a container would get, usable for a subprocess as well.
+
+What each helper does not do is said in its docstring: the fake is not Foundry (one process, SQLite, no
+real auth service), so timing, quotas and performance seen here say little about production.
 """
 
 from __future__ import annotations
@@ -30,19 +33,52 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
+import structlog
 from pydantic import BaseModel
+from structlog.stdlib import BoundLogger
 from structlog.testing import capture_logs
 
 from fake_stream_proxy import FakeServer
 
 from ._connector import Connector
+from ._driver import Driver
+from ._env.environment import Environment, ResourceRef, load_environment
+from ._handles import Binding, Handle
 from ._http import FoundryClient
-from ._schema import stream_schema
-from ._settings import load_environment
+from ._streams.api import stream_path
+from ._streams.schema import stream_schema
 
-__all__ = ["FakeFoundry", "Job", "capture_logs", "fake_process"]
+__all__ = ["FakeFoundry", "Job", "bind_handle", "capture_logs", "fake_process"]
 
 C = TypeVar("C", bound=Connector)
+_PREVIEW = {"preview": "true"}
+H = TypeVar("H", bound=Handle)
+
+
+def bind_handle(
+    handle: H,
+    env: Environment,
+    client: FoundryClient,
+    *,
+    ref: ResourceRef | None = None,
+    connector_name: str = "test",
+    log: BoundLogger | None = None,
+) -> H:
+    """A bound copy of a declared handle, as a connector would make it: use a handle without a Connector.
+
+    Bound to `env.ref(handle.alias)`, or to `ref` (e.g. a resource the job did not declare, to see it refused).
+    Limits: nothing is opened (call `await handle.open()` for a stream output or input), nothing is closed for
+    you, and no dead-letter output is wired to a stream output's rejections (`on_rejected` stays None).
+    """
+    binding = Binding(
+        alias=handle.alias,
+        ref=ref or env.ref(handle.alias),
+        client=client,
+        runtime=env.runtime,
+        log=log or structlog.get_logger(),
+        connector_name=connector_name,
+    )
+    return handle.bind(binding)
 
 
 @dataclass
@@ -62,11 +98,13 @@ class Job:
         """Run `cls` in this event loop for the body of the `with`; then stop it gracefully.
 
         Leaving the block stops the connector (flush, commit) and re-raises anything it failed with.
+        Limits: no signal handlers, no progress line and no exit codes (that is `connector run`; run it as a
+        process with `job.environ` to test those), and the fake shares the test's event loop and CPU.
         """
         env = load_environment({**self.environ, **(extra_env or {})})
         async with FoundryClient(env) as client:
             connector = cls(env, client)
-            task = asyncio.create_task(connector.serve())
+            task = asyncio.create_task(Driver(connector).serve())
             try:
                 yield connector
             finally:
@@ -81,14 +119,24 @@ class FakeFoundry:
     """A fake Foundry for tests, with admin helpers: create resources and jobs, publish, read back."""
 
     def __init__(
-        self, state_dir: Path, *, port: int = 0, url: str | None = None, admin_token: str | None = None
+        self,
+        state_dir: Path,
+        *,
+        port: int = 0,
+        url: str | None = None,
+        admin_token: str | None = None,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
-        """In-process fake under `state_dir`; or, with `url` and `admin_token`, one already running."""
+        """In-process fake under `state_dir`; or, with `url` and `admin_token`, one already running.
+
+        `session`: an HTTP session to use (then usable without `async with`, and not closed by it).
+        """
         self.state_dir = Path(state_dir)
         self.server = None if url else FakeServer(self.state_dir / "fake-state", port=port)
         self._url = url
         self._admin_token = admin_token
-        self._session: aiohttp.ClientSession | None = None
+        self._session = session  # no default headers: every call says who it is
+        self._owns_session = session is None
         self._jobs = 0
 
     @property
@@ -99,13 +147,14 @@ class FakeFoundry:
         if self.server is not None:
             await self.server.start()
             self._admin_token = self.server.admin_token
-        self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self._admin_token}"})
+        if self._owns_session:
+            self._session = aiohttp.ClientSession()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._session is not None:
+        if self._session is not None and self._owns_session:
             await self._session.close()
         if self.server is not None:
             await self.server.stop()
@@ -115,9 +164,40 @@ class FakeFoundry:
         assert self.server is not None, "only an in-process fake can be restarted"
         await self.server.restart()
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    @property
+    def admin_token(self) -> str:
+        """The fake's admin token: every resource, every job, the `/_fake` admin API."""
+        assert self._admin_token is not None, "use `async with FakeFoundry(...)`"
+        return self._admin_token
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The HTTP session (no default headers), for requests `call` and `request` cannot express."""
         assert self._session is not None, "use `async with FakeFoundry(...)`"
-        async with self._session.request(method, f"{self.url}{path}", **kwargs) as resp:
+        return self._session
+
+    async def request(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> tuple[int, Any]:
+        """Any call to `<url><path>` as `token` (the admin when None); `(status, JSON, bytes or None)`.
+
+        Never raises on an error status, so a test can assert on refusals. `headers=` are added last, so
+        they may replace the Authorization header (or blank it, to call without one).
+        """
+        headers = {"Authorization": f"Bearer {token or self.admin_token}", **kwargs.pop("headers", {})}
+        async with self.session.request(method, f"{self.url}{path}", headers=headers, **kwargs) as resp:
+            raw = await resp.read()
+            if not raw:
+                return resp.status, None
+            if resp.content_type == "application/json":
+                return resp.status, await resp.json()
+            return resp.status, raw
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A call as the admin that must succeed: the parsed JSON (or bytes); AssertionError on a 4xx/5xx."""
+        async with self.session.request(method, f"{self.url}{path}", headers=self.admin_headers, **kwargs) as resp:
             if resp.status >= 400:
                 raise AssertionError(f"{method} {path} -> {resp.status}: {await resp.text()}")
             return await resp.json() if resp.content_type == "application/json" else await resp.read()
@@ -135,21 +215,21 @@ class FakeFoundry:
         body: dict[str, Any] = {"type": "stream", "name": name, "partitions": partitions, "branch": branch}
         if schema is not None or model is not None:
             body["schema"] = schema if schema is not None else stream_schema(model)  # type: ignore[arg-type]
-        created = await self._call("POST", "/_fake/resources", json=body)
+        created = await self.call("POST", "/_fake/resources", json=body)
         return str(created["rid"])
 
     async def create_dataset(self, name: str) -> str:
-        created = await self._call("POST", "/_fake/resources", json={"type": "dataset", "name": name})
+        created = await self.call("POST", "/_fake/resources", json={"type": "dataset", "name": name})
         return str(created["rid"])
 
     async def create_media_set(self, name: str, *, transactional: bool = False) -> str:
         body = {"type": "media_set", "name": name, "transactional": transactional}
-        created = await self._call("POST", "/_fake/resources", json=body)
+        created = await self.call("POST", "/_fake/resources", json=body)
         return str(created["rid"])
 
     async def job(self, inputs: Mapping[str, Any], outputs: Mapping[str, Any]) -> Job:
         """Declare a job; writes its token and alias map files and returns the container environment."""
-        created = await self._call("POST", "/_fake/jobs", json={"inputs": dict(inputs), "outputs": dict(outputs)})
+        created = await self.call("POST", "/_fake/jobs", json={"inputs": dict(inputs), "outputs": dict(outputs)})
         self._jobs += 1
         folder = self.state_dir / f"job-{self._jobs}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -166,28 +246,47 @@ class FakeFoundry:
         }
         return Job(self, created["jobRid"], created["token"], created["resourceAliasMap"], environ)
 
-    def _stream_path(self, rid: str, branch: str, suffix: str) -> str:
-        return f"/api/v2/highScale/streams/datasets/{quote(rid, safe='')}/streams/{quote(branch, safe='')}{suffix}"
+    @staticmethod
+    def stream_path(rid: str, suffix: str = "", *, branch: str = "master") -> str:
+        """The fake's path of a high-scale stream endpoint: the framework's own builder, under `/api`."""
+        return "/api" + stream_path(rid, branch, suffix, high_scale=True)
+
+    async def end_offsets(self, rid: str, *, branch: str = "master") -> dict[str, int]:
+        """`{partition: next offset}` of a stream, as the admin (what its writers have written)."""
+        body = await self.call("GET", self.stream_path(rid, "/getEndOffsets", branch=branch), params=_PREVIEW)
+        return {str(p): int(o) for p, o in body.items()}
+
+    async def read_position(self, rid: str, subscriber_id: str, *, branch: str = "master") -> dict[str, int]:
+        """A subscriber's committed read position (what a restarted connector resumes from).
+
+        Raises AssertionError while the subscriber does not exist (before the connector opened its input).
+        """
+        suffix = f"/subscribers/{quote(subscriber_id, safe='')}/getReadPosition"
+        body = await self.call("GET", self.stream_path(rid, suffix, branch=branch), params=_PREVIEW)
+        return {str(p): int(o) for p, o in body.items()}
 
     async def publish(self, rid: str, records: list[dict[str, Any]], *, branch: str = "master") -> None:
-        """Publish as the admin (records are not validated by any model here: test bad input freely)."""
+        """Publish as the admin (records are not validated by any model here: test bad input freely).
+
+        Limits: sent in requests of 1000 records, not through a stream output, so no batching or linger.
+        """
         for start in range(0, len(records), 1000):
-            await self._call(
+            await self.call(
                 "POST",
-                self._stream_path(rid, branch, "/publishRecords"),
+                self.stream_path(rid, "/publishRecords", branch=branch),
                 json={"records": records[start : start + 1000]},
             )
 
     async def records(self, rid: str, *, branch: str = "master") -> list[dict[str, Any]]:
         """Every record of every partition, as `{"partition", "offset", "value"}`, in partition order."""
-        ends = await self._call("GET", self._stream_path(rid, branch, "/getEndOffsets"), params={"preview": "true"})
+        ends = await self.end_offsets(rid, branch=branch)
         found: list[dict[str, Any]] = []
         for partition in sorted(ends, key=int):
             offset = 0
             while offset < int(ends[partition]):
-                page = await self._call(
+                page = await self.call(
                     "GET",
-                    self._stream_path(rid, branch, "/getRecords"),
+                    self.stream_path(rid, "/getRecords", branch=branch),
                     params={"partitionId": partition, "startOffset": offset, "limit": 1000, "preview": "true"},
                 )
                 if not page:
@@ -199,7 +298,10 @@ class FakeFoundry:
     async def wait_for_records(
         self, rid: str, count: int, *, branch: str = "master", timeout_s: float = 20
     ) -> list[dict[str, Any]]:
-        """Poll until the stream holds at least `count` records; fail with what it has after `timeout_s`."""
+        """Poll until the stream holds at least `count` records; fail with what it has after `timeout_s`.
+
+        Limits: polls every 50 ms and re-reads the whole stream each time, so keep streams test-sized.
+        """
         deadline = time.monotonic() + timeout_s
         while True:
             found = await self.records(rid, branch=branch)
@@ -210,7 +312,7 @@ class FakeFoundry:
             await asyncio.sleep(0.05)
 
     async def provenance(self, job_rid: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call("GET", "/_fake/provenance", params={"jobRid": job_rid})
+        result: dict[str, Any] = await self.call("GET", "/_fake/provenance", params={"jobRid": job_rid})
         return result
 
 
@@ -219,7 +321,8 @@ async def fake_process(state_dir: Path, *, port: int = 0, echo: bool = False) ->
     """`fake-stream-proxy serve` as a separate process (as a user would run it), with admin helpers.
 
     Use it when the fake must not share the test's event loop or CPU: demos, benchmarks, soak tests.
-    Stopped with SIGTERM on exit.
+    Stopped with SIGTERM on exit. Limits: `restart()` is for in-process fakes only, and only the fake's first
+    output line is read (it prints its URL, then logs nothing on stdout).
     """
     state_dir = Path(state_dir)
     process = await asyncio.create_subprocess_exec(

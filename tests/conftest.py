@@ -10,54 +10,43 @@ import aiohttp
 import pytest
 
 from fake_stream_proxy import FakeServer
+from framework.testing import FakeFoundry
 
 
 class Admin:
-    """Thin client for the fake's admin endpoints, and raw calls with any token."""
+    """`FakeFoundry`'s admin client over the `fake` fixture's server, in the shape the wire tests use:
+    `call` answers `(status, body)` for any token, and never raises on an error status."""
 
     def __init__(self, fake: FakeServer, session: aiohttp.ClientSession) -> None:
         self.fake = fake
-        self.session = session
+        self.foundry = FakeFoundry(fake.state_dir, url=fake.url, admin_token=fake.admin_token, session=session)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        return self.foundry.session
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.fake.admin_token}"}
+        return self.foundry.admin_headers
 
     async def create(self, type_: str, name: str, **extra: Any) -> dict[str, Any]:
-        async with self.session.post(
-            f"{self.fake.url}/_fake/resources", json={"type": type_, "name": name, **extra}, headers=self.headers
-        ) as resp:
-            assert resp.status == 200, await resp.text()
-            body: dict[str, Any] = await resp.json()
-            return body
+        return await self._ok("POST", "/_fake/resources", json={"type": type_, "name": name, **extra})
 
     async def job(self, inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:
-        async with self.session.post(
-            f"{self.fake.url}/_fake/jobs", json={"inputs": inputs, "outputs": outputs}, headers=self.headers
-        ) as resp:
-            assert resp.status == 200, await resp.text()
-            body: dict[str, Any] = await resp.json()
-            return body
+        return await self._ok("POST", "/_fake/jobs", json={"inputs": inputs, "outputs": outputs})
 
     async def provenance(self, job_rid: str) -> dict[str, Any]:
-        async with self.session.get(
-            f"{self.fake.url}/_fake/provenance", params={"jobRid": job_rid}, headers=self.headers
-        ) as resp:
-            assert resp.status == 200, await resp.text()
-            body: dict[str, Any] = await resp.json()
-            return body
+        return await self._ok("GET", "/_fake/provenance", params={"jobRid": job_rid})
+
+    async def _ok(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        status, body = await self.foundry.request(method, path, **kwargs)
+        assert status == 200, body
+        assert isinstance(body, dict), body
+        return body
 
     async def call(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> tuple[int, Any]:
         """Any call as `token` (admin when None); returns (status, parsed JSON or bytes or None)."""
-        headers = {"Authorization": f"Bearer {token or self.fake.admin_token}"}
-        headers.update(kwargs.pop("headers", {}))
-        async with self.session.request(method, f"{self.fake.url}{path}", headers=headers, **kwargs) as resp:
-            raw = await resp.read()
-            if not raw:
-                return resp.status, None
-            if resp.content_type == "application/json":
-                return resp.status, await resp.json()
-            return resp.status, raw
+        return await self.foundry.request(method, path, token, **kwargs)
 
 
 @pytest.fixture

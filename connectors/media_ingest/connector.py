@@ -50,7 +50,6 @@ from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from structlog.stdlib import BoundLogger
 
-from connectors._settings import load_settings
 from framework import Connector, Environment, FoundryClient, MediaSetOutput, StreamOutput
 
 from .source import ExternalSource, FetchError, IndexEntry, SourceConfig, Stopping
@@ -83,12 +82,13 @@ class IngestSettings(BaseSettings):
 
 
 class MediaIngest(Connector):
+    settings_model = IngestSettings
+    settings: IngestSettings
     media = MediaSetOutput("media")
     media_metadata = StreamOutput[MediaMetadata]("media_metadata")
 
     def __init__(self, env: Environment, client: FoundryClient, log: BoundLogger | None = None) -> None:
         super().__init__(env, client, log)
-        self.settings = load_settings(IngestSettings)
         s = self.settings
         self.source_config = SourceConfig.from_environment(env, s.source, s.api_key_secret, s.api_key_header)
         self.ledger: dict[str, MediaMetadata] = {}

@@ -39,7 +39,6 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from structlog.stdlib import BoundLogger
 
-from connectors._settings import load_settings
 from framework import Connector, DatasetOutput, Environment, FoundryClient, StreamInput, current_batch
 
 
@@ -70,15 +69,15 @@ class ArchiverSettings(BaseSettings):
 
 
 class StreamArchiver(Connector):
+    settings_model = ArchiverSettings  # read before any I/O: a bad value stops the connector with exit 2
+    settings: ArchiverSettings
     events = StreamInput[Event]("events")
     archive = DatasetOutput("archive", model=ArchivedEvent, mode="append")
 
     def __init__(self, env: Environment, client: FoundryClient, log: BoundLogger | None = None) -> None:
         super().__init__(env, client, log)
-        self.settings = load_settings(ArchiverSettings)  # a bad value stops us here, before any I/O
-        self.archive.flush_rows = self.settings.flush_rows
-        self.archive.flush_bytes = self.settings.flush_bytes
-        self.archive.flush_interval_s = self.settings.flush_interval_s
+        s = self.settings
+        self.archive.configure(flush_rows=s.flush_rows, flush_bytes=s.flush_bytes, flush_interval_s=s.flush_interval_s)
 
     async def setup(self) -> None:
         runtime = self.env.runtime

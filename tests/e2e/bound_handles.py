@@ -8,12 +8,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import structlog
-
 from fake_stream_proxy import FakeServer
-from framework._handles import Binding, Handle
+from framework._env.environment import Environment, ResourceRef, load_environment
+from framework._handles import Handle
 from framework._http import FoundryClient, RetryPolicy
-from framework._settings import Environment, ResourceRef, load_environment
+from framework.testing import bind_handle
 
 H = TypeVar("H", bound=Handle)
 
@@ -26,8 +25,7 @@ class Job:
 
     def bind(self, handle: H, ref: ResourceRef | None = None) -> H:
         """Bound to its alias, or to `ref` (e.g. a resource the job did not declare)."""
-        ref = ref or self.env.ref(handle.alias)
-        return handle.bind(Binding(handle.alias, ref, self.client, self.env.runtime, structlog.get_logger(), "test"))
+        return bind_handle(handle, self.env, self.client, ref=ref)
 
 
 @asynccontextmanager

@@ -8,7 +8,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from connectors.doubler import Doubled, Number
 from framework import DeadLetter, StreamInput
@@ -41,21 +40,16 @@ async def doubler_streams(
     return DoublerStreams(numbers, doubled, dead, job)
 
 
-def hs_path(rid: str, suffix: str, branch: str = "master") -> str:
-    return f"/api/v2/highScale/streams/datasets/{quote(rid, safe='')}/streams/{quote(branch, safe='')}{suffix}"
+hs_path = FakeFoundry.stream_path
 
 
 async def end_offsets(foundry: FakeFoundry, rid: str) -> dict[str, int]:
-    body = await foundry._call("GET", hs_path(rid, "/getEndOffsets"), params=PREVIEW)
-    return {str(p): int(o) for p, o in body.items()}
+    return await foundry.end_offsets(rid)
 
 
 async def read_position(foundry: FakeFoundry, source: StreamInput[Any]) -> dict[str, int]:
     """The input's committed read position on the server, as its subscriber (what a restart resumes from)."""
-    subscriber = quote(source.subscriber_id, safe="")
-    path = hs_path(source.rid, f"/subscribers/{subscriber}/getReadPosition")
-    body = await foundry._call("GET", path, params=PREVIEW)
-    return {str(p): int(o) for p, o in body.items()}
+    return await foundry.read_position(source.rid, source.subscriber_id)
 
 
 async def wait_until(

@@ -13,14 +13,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-import structlog
 
 from connectors.doubler import Doubled, Number
 from framework import FoundryClient, RetryPolicy, StreamInput, StreamOutput, load_environment
+from framework._env.environment import Environment, ResourceRef
 from framework._errors import FoundryError, NotFoundError, PermissionDeniedError, UnauthorizedError
-from framework._handles import Binding, Handle
-from framework._settings import Environment, ResourceRef
-from framework.testing import FakeFoundry
+from framework._handles import Handle
+from framework.testing import FakeFoundry, bind_handle
 
 from .stream_support import PREVIEW, DoublerStreams, doubler_streams, end_offsets, hs_path, total
 
@@ -38,8 +37,7 @@ class Scene:
     client: FoundryClient
 
     def bind(self, handle: Handle, rid: str | None = None) -> Any:
-        ref = ResourceRef(rid) if rid else self.env.ref(handle.alias)
-        return handle.bind(Binding(handle.alias, ref, self.client, self.env.runtime, structlog.get_logger(), "auth"))
+        return bind_handle(handle, self.env, self.client, ref=ResourceRef(rid) if rid else None, connector_name="auth")
 
 
 @pytest.fixture

@@ -21,9 +21,9 @@ from pydantic import BaseModel
 
 from connectors.stream_archiver import ArchivedEvent, StreamArchiver
 from fake_stream_proxy import FakeServer
-from framework._arrow import schema_for
-from framework._dataset_schema import foundry_dataset_schema
-from framework._datasets import DatasetOutput
+from framework._datasets.arrow import schema_for
+from framework._datasets.handles import DatasetOutput
+from framework._datasets.schema import foundry_dataset_schema
 from framework.testing import FakeFoundry
 from tests.conftest import Admin
 
@@ -138,12 +138,12 @@ async def test_a_new_column_puts_a_new_schema_version(tmp_path: Path, fake: Fake
     assert table.schema.field("price").type == pa.decimal128(3, 2)
 
 
-async def test_stream_archiver_puts_the_event_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ARCHIVER_FLUSH_ROWS", "100")
+async def test_stream_archiver_puts_the_event_schema(tmp_path: Path) -> None:
     async with FakeFoundry(tmp_path) as foundry:
         a = await archive_setup(foundry, partitions=2)
         await foundry.publish(a.events, events(0, 300))
-        async with a.job.running(StreamArchiver, extra_env={"CONNECTOR_READ_BATCH_SIZE": "100"}):
+        tuning = {"ARCHIVER_FLUSH_ROWS": "100", "CONNECTOR_READ_BATCH_SIZE": "100"}
+        async with a.job.running(StreamArchiver, extra_env=tuning):
             await a.wait_committed()
         assert foundry.server is not None
         datasets = sdk_datasets(foundry.server.port, a.reader.token)

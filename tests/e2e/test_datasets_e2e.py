@@ -11,9 +11,9 @@ import pytest
 from pydantic import BaseModel
 
 from fake_stream_proxy import FakeServer
-from framework._datasets import DatasetInput, DatasetOutput
+from framework._datasets.handles import DatasetInput, DatasetOutput
+from framework._env.environment import ResourceRef
 from framework._errors import ConfigError, PermissionDeniedError
-from framework._settings import ResourceRef
 from tests.conftest import Admin
 
 from .bound_handles import job_env

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from fake_stream_proxy import FakeServer
+from framework import MediaItemPathError
+from framework._env.environment import ResourceRef
 from framework._errors import ConfigError, NotFoundError, PermissionDeniedError
-from framework._media import MediaItemPathError, MediaSetInput, MediaSetOutput
-from framework._settings import ResourceRef
+from framework._media.handles import MediaSetInput, MediaSetOutput
 from tests.conftest import Admin
 
 from .bound_handles import job_env

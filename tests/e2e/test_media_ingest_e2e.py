@@ -21,14 +21,12 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-import structlog
 from aiohttp import web
 
 from connectors.media_ingest import MediaIngest, MediaMetadata, SourceAuthError
 from framework import FoundryClient, MediaSetInput, load_environment
-from framework._handles import Binding
 from framework._logging import REDACTED, redact
-from framework.testing import FakeFoundry, Job, capture_logs
+from framework.testing import FakeFoundry, Job, bind_handle, capture_logs
 
 from .connector_process import start_connector
 from .stream_support import wait_until
@@ -123,8 +121,7 @@ async def read_items(reader: Job, paths: list[str]) -> dict[str, tuple[str | Non
     """Path -> (rid, content), read by another job; content streamed in chunks."""
     env = load_environment(reader.environ)
     async with FoundryClient(env) as client:
-        binding = Binding("media", env.ref("media"), client, env.runtime, structlog.get_logger(), "reader")
-        media = MediaSetInput("media").bind(binding)
+        media = bind_handle(MediaSetInput("media"), env, client, connector_name="reader")
         found: dict[str, tuple[str | None, bytes]] = {}
         for path in paths:
             rid = await media.get_rid(path)
@@ -136,7 +133,7 @@ def uploads(provenance: dict[str, Any]) -> Counter[str]:
     return Counter(e["path"] for e in provenance["events"] if e["operation"] == "uploadMediaItem")
 
 
-async def test_ingests_every_file_once_and_a_changed_one_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_ingests_every_file_once_and_a_changed_one_again(tmp_path: Path) -> None:
     files = {
         "docs/readme.txt": b"hello media set\n",
         "images/logo.png": b"\x89PNG\r\n\x1a\n" + os.urandom(3000),
@@ -146,15 +143,13 @@ async def test_ingests_every_file_once_and_a_changed_one_again(tmp_path: Path, m
     settings = {"MEDIA_INGEST_POLL_INTERVAL_S": "0.2", "MEDIA_INGEST_FETCH_BACKOFF_S": "0.01"}
     settings["MEDIA_INGEST_SPOOL_DIR"] = str(tmp_path / "spool")
     (tmp_path / "spool").mkdir()
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
     async with FakeFoundry(tmp_path) as foundry, Location(files) as location:
         s = await ingest_setup(foundry, tmp_path, location)
         location.fail["images/logo.png"] = 2  # retried, then served
 
         # First run, in process: every file, one metadata record each.
         with capture_logs() as logs:
-            async with s.job.running(MediaIngest, extra_env=s.source_env):
+            async with s.job.running(MediaIngest, extra_env={**s.source_env, **settings}):
                 records = await foundry.wait_for_records(s.metadata, len(files))
         items = await read_items(s.reader, list(files))
         assert {p: content for p, (_, content) in items.items()} == files  # identical bytes, by path
@@ -213,8 +208,8 @@ async def test_ingests_every_file_once_and_a_changed_one_again(tmp_path: Path, m
 
         # Someone else overwrote an item: the ledger no longer describes the set, so that file goes up again.
         params = {"mediaItemPath": "docs/readme.txt", "branchName": "master", "preview": "true"}
-        await foundry._call("POST", f"/api/v2/mediasets/{quote(s.media, safe='')}/items", params=params, data=b"x")
-        async with s.job.running(MediaIngest, extra_env=s.source_env):
+        await foundry.call("POST", f"/api/v2/mediasets/{quote(s.media, safe='')}/items", params=params, data=b"x")
+        async with s.job.running(MediaIngest, extra_env={**s.source_env, **settings}):
             await foundry.wait_for_records(s.metadata, len(files) + 2)
         again = {"images/logo.png": 2, "docs/readme.txt": 2}
         assert uploads(await s.job.provenance()) == Counter({**dict.fromkeys(files, 1), **again})

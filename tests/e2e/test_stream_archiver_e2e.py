@@ -17,12 +17,10 @@ from urllib.parse import quote
 
 import pyarrow as pa
 import pytest
-import structlog
 
 from connectors.stream_archiver import Event, StreamArchiver
 from framework import ConfigError, DatasetInput, FoundryClient, FoundryError, StreamInput, load_environment
-from framework._handles import Binding
-from framework.testing import FakeFoundry, Job
+from framework.testing import FakeFoundry, Job, bind_handle
 
 from .connector_process import start_connector
 from .fault_proxy import FaultProxy
@@ -83,7 +81,7 @@ class Archive:
         token: str | None = None
         while True:
             params = {"preview": "true", "pageSize": "100", **({"pageToken": token} if token else {})}
-            page = await self.foundry._call("GET", path, params=params)
+            page = await self.foundry.call("GET", path, params=params)
             found += page["data"]
             token = page.get("nextPageToken")
             if not token:
@@ -98,9 +96,7 @@ class _BoundInput:
         self.client = FoundryClient(self.env)
 
     async def __aenter__(self) -> DatasetInput:
-        log = structlog.get_logger()
-        binding = Binding("archive", self.env.ref("archive"), self.client, self.env.runtime, log, "reader")
-        return DatasetInput("archive").bind(binding)
+        return bind_handle(DatasetInput("archive"), self.env, self.client, connector_name="reader")
 
     async def __aexit__(self, *exc: object) -> None:
         await self.client.close()
@@ -137,15 +133,12 @@ def expected(start: int, stop: int) -> list[dict[str, Any]]:
     return [{**e, "ts": datetime.fromisoformat(e["ts"])} for e in events(start, stop)]
 
 
-async def test_one_append_transaction_per_flush_by_size_time_and_shutdown(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("ARCHIVER_FLUSH_ROWS", "100")
-    monkeypatch.setenv("ARCHIVER_FLUSH_INTERVAL_S", "0.5")
+async def test_one_append_transaction_per_flush_by_size_time_and_shutdown(tmp_path: Path) -> None:
+    tuning = {"ARCHIVER_FLUSH_ROWS": "100", "ARCHIVER_FLUSH_INTERVAL_S": "0.5", "CONNECTOR_READ_BATCH_SIZE": "100"}
     async with FakeFoundry(tmp_path) as foundry:
         a = await archive_setup(foundry, partitions=1)
         await foundry.publish(a.events, events(0, 300))  # three flushes' worth
-        async with a.job.running(StreamArchiver, extra_env={"CONNECTOR_READ_BATCH_SIZE": "100"}) as archiver:
+        async with a.job.running(StreamArchiver, extra_env=tuning) as archiver:
             await a.wait_committed()
             txns = await a.transactions()
             assert [(t["transactionType"], t["status"]) for t in txns] == [("APPEND", "COMMITTED")] * 3
@@ -176,14 +169,15 @@ async def test_one_append_transaction_per_flush_by_size_time_and_shutdown(
         assert len(commits) == 5 and {e["rid"] for e in commits} == {a.dataset}
 
 
-async def test_a_full_read_ahead_window_flushes_instead_of_waiting_for_the_timer(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_full_read_ahead_window_flushes_instead_of_waiting_for_the_timer(tmp_path: Path) -> None:
     # flush_rows is far above what the window (2 batches x 50) can hold, and the timer is far away: the
     # batches in the window wait for a flush that only the window being full can trigger.
-    monkeypatch.setenv("ARCHIVER_FLUSH_ROWS", "1000")
-    monkeypatch.setenv("ARCHIVER_FLUSH_INTERVAL_S", "30")
-    tuning = {"CONNECTOR_READ_BATCH_SIZE": "50", "CONNECTOR_MAX_IN_FLIGHT_BATCHES": "2"}
+    tuning = {
+        "ARCHIVER_FLUSH_ROWS": "1000",
+        "ARCHIVER_FLUSH_INTERVAL_S": "30",
+        "CONNECTOR_READ_BATCH_SIZE": "50",
+        "CONNECTOR_MAX_IN_FLIGHT_BATCHES": "2",
+    }
     async with FakeFoundry(tmp_path) as foundry:
         a = await archive_setup(foundry, partitions=1)
         await foundry.publish(a.events, events(0, 400))
@@ -200,13 +194,10 @@ async def test_a_full_read_ahead_window_flushes_instead_of_waiting_for_the_timer
         assert all(t["status"] == "COMMITTED" for t in await a.transactions())
 
 
-async def test_offsets_are_committed_only_after_the_dataset_transaction(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("ARCHIVER_FLUSH_ROWS", "50")
+async def test_offsets_are_committed_only_after_the_dataset_transaction(tmp_path: Path) -> None:
     async with FakeFoundry(tmp_path) as foundry, FaultProxy(foundry.url) as proxy:
         a = await archive_setup(foundry, partitions=2)
-        env = {"FOUNDRY_URL": proxy.url, "CONNECTOR_READ_BATCH_SIZE": "50"}
+        env = {"FOUNDRY_URL": proxy.url, "CONNECTOR_READ_BATCH_SIZE": "50", "ARCHIVER_FLUSH_ROWS": "50"}
         await foundry.publish(a.events, events(0, 100))
         proxy.commit_actions[1] = "hold"
         async with a.job.running(StreamArchiver, extra_env=env) as archiver:
@@ -304,14 +295,11 @@ async def test_sigkill_mid_transaction_then_restart_loses_nothing(tmp_path: Path
         assert duplicates == rows_2 - position_2 >= rows_1 - position_1 > 0, report
 
 
-async def test_a_bad_setting_stops_it_with_a_one_line_config_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("ARCHIVER_FLUSH_ROWS", "0")
+async def test_a_bad_setting_stops_it_with_a_one_line_config_error(tmp_path: Path) -> None:
     async with FakeFoundry(tmp_path) as foundry:
         job = await archiver_job(foundry)
         with pytest.raises(ConfigError, match=r"^ARCHIVER_FLUSH_ROWS='0' is invalid: .*greater than or equal to 1"):
-            async with job.running(StreamArchiver):
+            async with job.running(StreamArchiver, extra_env={"ARCHIVER_FLUSH_ROWS": "0"}):
                 pass
 
 

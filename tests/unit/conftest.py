@@ -11,8 +11,8 @@ import pytest
 from aioresponses import aioresponses
 from yarl import URL
 
+from framework._env.environment import Environment, RuntimeSettings
 from framework._http import FoundryClient, RetryPolicy
-from framework._settings import Environment, RuntimeSettings
 
 
 class _SentWriter:

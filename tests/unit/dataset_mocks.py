@@ -9,13 +9,12 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import structlog
 from aioresponses import CallbackResult, aioresponses
 from yarl import URL
 
-from framework._handles import Binding
+from framework._env.environment import ResourceRef
 from framework._http import FoundryClient
-from framework._settings import ResourceRef, RuntimeSettings
+from framework.testing import bind_handle
 
 API = "http://foundry.test/api"
 DS = "ri.foundry.main.dataset.0000"
@@ -23,9 +22,7 @@ BASE = f"{API}/v2/datasets/{DS}"
 
 
 def bind(handle: Any, client: FoundryClient) -> Any:
-    return handle.bind(
-        Binding(handle.alias, ResourceRef(DS, "master"), client, RuntimeSettings.load({}), structlog.get_logger(), "t")
-    )
+    return bind_handle(handle, client.env, client, ref=ResourceRef(DS, "master"), connector_name="t")
 
 
 class Foundry:

@@ -10,14 +10,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import structlog
 from aioresponses import CallbackResult, aioresponses
 from pydantic import BaseModel
 from yarl import URL
 
-from framework._handles import Binding, Handle
+from framework._env.environment import Environment, ResourceRef, RuntimeSettings
+from framework._handles import Handle
 from framework._http import FoundryClient, RetryPolicy
-from framework._settings import Environment, ResourceRef, RuntimeSettings
+from framework._streams.api import stream_path
+from framework.testing import bind_handle
 
 API = "http://foundry.test/api"
 PROXY = "http://foundry.test/stream-proxy/api"
@@ -54,15 +55,15 @@ def make_env(tmp_path: Path, **runtime: str) -> Environment:
 
 
 def bind(handle: H, env: Environment, client: FoundryClient, name: str = "unit") -> H:
-    return handle.bind(Binding(handle.alias, env.ref(handle.alias), client, env.runtime, structlog.get_logger(), name))
+    return bind_handle(handle, env, client, connector_name=name)
 
 
 def stream_url(alias: str) -> str:
-    return f"{API}/v2/streams/datasets/{RIDS[alias]}/streams/master"
+    return f"{API}{stream_path(RIDS[alias], 'master')}"
 
 
 def hs_url(alias: str, suffix: str) -> str:
-    return f"{PROXY}/v2/highScale/streams/datasets/{RIDS[alias]}/streams/master{suffix}"
+    return f"{PROXY}{stream_path(RIDS[alias], 'master', suffix, high_scale=True)}"
 
 
 def pattern(url: str) -> re.Pattern[str]:

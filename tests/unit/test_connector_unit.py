@@ -15,9 +15,10 @@ from pydantic import BaseModel, Field
 
 from fake_stream_proxy.streams.schema import check_schema
 from framework import Connector, DeadLetterOutput, StreamInput, StreamOutput, stream_schema
+from framework._driver import Driver
+from framework._env.environment import Environment
 from framework._errors import ConfigError, PermissionDeniedError
 from framework._http import FoundryClient
-from framework._settings import Environment
 
 from .stream_mocks import FAST, Doubled, InputStream, Number, Publishes, make_env, mock_stream, wait_for
 
@@ -49,7 +50,7 @@ def numbers(count: int, partitions: int = 1) -> dict[str, list[tuple[int | str, 
 
 async def serve_until(connector: Connector, done: Any, what: str) -> None:
     """Serve until `done()` holds, then stop and wait for a clean exit."""
-    task = asyncio.create_task(connector.serve())
+    task = asyncio.create_task(Driver(connector).serve())
     try:
         await wait_for(lambda: task.done() or done(), what)
         if task.done():
@@ -103,12 +104,12 @@ async def test_connector_mode_errors_stop_it_before_any_request(
 ) -> None:
     connector = cls(env, client)
     with pytest.raises(ConfigError) as caught:
-        connector.mode()
+        Driver(connector).mode()
     assert message in str(caught.value) and "\n" not in str(caught.value)
     with pytest.raises(ConfigError):
-        await connector.serve()
+        await Driver(connector).serve()
     with pytest.raises(ConfigError):
-        await connector.check()
+        await Driver(connector).check()
     assert not mock.requests
 
 
@@ -116,9 +117,9 @@ async def test_model_missing_is_a_config_error_at_check(
     env: Environment, client: FoundryClient, mock: aioresponses
 ) -> None:
     connector = NoModel(env, client)
-    assert connector.mode() == "transform"
+    assert Driver(connector).mode() == "transform"
     with pytest.raises(ConfigError, match=r"StreamInput\[MyModel\]\('numbers'\)"):
-        await connector.check()
+        await Driver(connector).check()
     assert not mock.requests
 
 
@@ -126,10 +127,11 @@ async def test_declared_handles_are_bound_copies(env: Environment, client: Found
     first, second = Doubler(env, client), Doubler(env, client)
     assert first.numbers is not second.numbers is not Doubler.numbers
     assert first.numbers.rid == env.ref("numbers").rid
-    assert set(first.handles) == {"numbers", "doubled", "dead_letters"}
-    assert first.dead_letters is first.handles["dead_letters"]
-    assert first.default_output is first.doubled  # the dead-letter output is not a default output
-    assert [h.alias for h in first.inputs] == ["numbers"]
+    driver = Driver(first)
+    assert set(driver.handles) == {"numbers", "doubled", "dead_letters"}
+    assert driver.dead_letters is driver.handles["dead_letters"]
+    assert driver.default_output is first.doubled  # the dead-letter output is not a default output
+    assert [h.alias for h in driver.inputs] == ["numbers"]
     with pytest.raises(ConfigError, match="alias 'missing' is not in RESOURCE_ALIAS_MAP"):
 
         class Missing(Connector):
@@ -162,7 +164,7 @@ async def test_no_commit_when_the_publish_fails(env: Environment, client: Foundr
     mock_stream(mock, "dead_letters")
     connector = Doubler(env, client)
     with pytest.raises(PermissionDeniedError) as caught:
-        await asyncio.wait_for(connector.serve(), 5)
+        await asyncio.wait_for(Driver(connector).serve(), 5)
     assert caught.value.error_name == "PublishRecordsToStreamPermissionDenied"
     assert out.attempts >= 1
     assert "commitOffsets" not in stream.calls and stream.commits == []
@@ -189,7 +191,7 @@ async def test_commits_wait_for_earlier_batches_and_stay_in_order(tmp_path: Path
     slow.gate.clear()
     async with FoundryClient(env, retry=FAST) as client:
         connector = TwoOutputs(env, client)
-        task = asyncio.create_task(connector.serve())
+        task = asyncio.create_task(Driver(connector).serve())
         try:
             await wait_for(lambda: len(fast.records) == 2, "the later batches to be acknowledged")
             await asyncio.sleep(0.05)
@@ -212,7 +214,7 @@ async def test_commit_waits_until_the_commit_before_it_is_done(tmp_path: Path, m
     mock_stream(mock, "dead_letters")
     async with FoundryClient(env, retry=FAST) as client:
         connector = Doubler(env, client)
-        task = asyncio.create_task(connector.serve())
+        task = asyncio.create_task(Driver(connector).serve())
         try:
             await wait_for(lambda: connector.doubled.metrics.records == 6, "every output acknowledged")
             await asyncio.sleep(0.05)
@@ -267,7 +269,7 @@ async def test_a_dead_letter_that_cannot_be_written_holds_the_commit(
     dead = Publishes(mock, "dead_letters", fail_status=403)
     connector = Doubler(env, client)
     with pytest.raises(PermissionDeniedError):
-        await asyncio.wait_for(connector.serve(), 5)
+        await asyncio.wait_for(Driver(connector).serve(), 5)
     assert dead.attempts >= 1
     assert stream.commits == []  # the rejected record is neither written nor dead-lettered: read it again
 
@@ -291,7 +293,7 @@ async def test_a_transform_exception_stops_the_connector_without_committing_its_
     Publishes(mock, "doubled")
     async with FoundryClient(env, retry=FAST) as client:
         with pytest.raises(ValueError, match="cannot double 3"):  # the error itself, not an ExceptionGroup
-            await asyncio.wait_for(Failing(env, client).serve(), 5)
+            await asyncio.wait_for(Driver(Failing(env, client)).serve(), 5)
     assert stream.commits in ([], [{"0": 1}])  # x == 2, 3 are in the second batch: never committed
     assert stream.position["0"] <= 2
 
@@ -350,7 +352,7 @@ async def test_returning_records_with_two_outputs_is_a_config_error(
     Publishes(mock, "slow")
     Publishes(mock, "fast")
     with pytest.raises(ConfigError, match="does not have exactly one StreamOutput"):
-        await asyncio.wait_for(TwoOutputsReturning(env, client).serve(), 5)
+        await asyncio.wait_for(Driver(TwoOutputsReturning(env, client)).serve(), 5)
     assert stream.commits == []
 
 

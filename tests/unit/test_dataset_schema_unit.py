@@ -15,8 +15,8 @@ from foundry_sdk.v2.core.models import DatasetSchema
 from pydantic import BaseModel
 from structlog.testing import capture_logs
 
-from framework._dataset_schema import foundry_dataset_schema
-from framework._datasets import DatasetOutput
+from framework._datasets.handles import DatasetOutput
+from framework._datasets.schema import foundry_dataset_schema
 from framework._errors import ConfigError
 from framework._handles import AckTracker
 from framework._http import FoundryClient, RetryPolicy

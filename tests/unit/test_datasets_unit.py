@@ -14,12 +14,12 @@ import pytest
 from aioresponses import aioresponses
 from pydantic import BaseModel
 
-from framework._arrow import schema_for, to_table
-from framework._datasets import DatasetInput, DatasetOutput
+from framework._datasets.arrow import schema_for, to_table
+from framework._datasets.handles import DatasetInput, DatasetOutput
+from framework._datasets.ipc import arrow_batches
 from framework._errors import BadRequestError, ConfigError, ConnectorError, RecordValidationError
 from framework._handles import AckTracker
 from framework._http import FoundryClient, RetryPolicy
-from framework._io import arrow_batches
 
 from .dataset_mocks import BASE, Foundry, bind
 

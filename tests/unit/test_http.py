@@ -17,6 +17,7 @@ from aioresponses import CallbackResult, aioresponses
 from yarl import URL
 
 import framework._logging as flog
+from framework._env.environment import Environment, RuntimeSettings
 from framework._errors import (
     BadRequestError,
     FoundryError,
@@ -27,7 +28,6 @@ from framework._errors import (
 )
 from framework._http import FoundryClient, ParamValue, RetryPolicy, encode_params
 from framework._logging import configure_logging
-from framework._settings import Environment, RuntimeSettings
 
 from .stream_mocks import envelope
 

@@ -9,16 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from aioresponses import CallbackResult, aioresponses
 from yarl import URL
 
+from framework import MediaItemPathError
+from framework._env.environment import ResourceRef
 from framework._errors import BadRequestError, ConfigError, ConnectorError, NotFoundError, PermissionDeniedError
-from framework._handles import AckTracker, Binding
+from framework._handles import AckTracker
 from framework._http import FoundryClient, RetryPolicy
 from framework._io import upload_body
-from framework._media import MediaItemPathError, MediaSetInput, MediaSetOutput, _transaction_id
-from framework._settings import ResourceRef, RuntimeSettings
+from framework._media.handles import MediaSetInput, MediaSetOutput, _transaction_id
+from framework.testing import bind_handle
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -34,9 +35,7 @@ def retry_policy() -> RetryPolicy:
 
 
 def bind(handle: Any, client: FoundryClient) -> Any:
-    return handle.bind(
-        Binding(handle.alias, ResourceRef(MS, "master"), client, RuntimeSettings.load({}), structlog.get_logger(), "t")
-    )
+    return bind_handle(handle, client.env, client, ref=ResourceRef(MS, "master"), connector_name="t")
 
 
 class MediaFoundry:

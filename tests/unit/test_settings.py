@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from framework._errors import ConfigError
-from framework._settings import (
+from framework._env.environment import (
     Environment,
     ResourceRef,
     RuntimeSettings,
@@ -17,6 +16,7 @@ from framework._settings import (
     SourceCredentials,
     load_environment,
 )
+from framework._errors import ConfigError
 
 TOKEN = "tok-secret-value-123"
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from aioresponses import aioresponses
 
+from framework._env.environment import Environment
 from framework._errors import ConfigError, PermissionDeniedError, RecordValidationError
 from framework._handles import AckTracker
 from framework._http import FoundryClient
-from framework._settings import Environment
-from framework._stream_output import StreamOutput
-from framework._streams import StreamInput
+from framework._streams.input import StreamInput
+from framework._streams.output import StreamOutput
 
 from .stream_mocks import Doubled, InputStream, Number, Publishes, bind, make_env, wait_for
 

@@ -21,8 +21,8 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
-from ._errors import ConfigError, RecordValidationError, validation_message
-from ._handles import as_model
+from .._errors import ConfigError, RecordValidationError, validation_message
+from .._handles import as_model
 
 _SCALARS: dict[Any, pa.DataType] = {
     bool: pa.bool_(),

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ._errors import ConfigError
+from .._errors import ConfigError
 
 
 def one_line(text: str) -> str:

@@ -2,7 +2,7 @@
 
 Why: Parquet files uploaded through the API give a Foundry dataset no schema, and without one Foundry
 cannot read it as a table (readTable, previews, Spark). So a `DatasetOutput` puts the schema of the tables
-it wrote after the commit (`SchemaPublisher` in `_transactions`), and again only when it changes.
+it wrote after the commit (`SchemaPublisher` in `transactions`), and again only when it changes.
 
 Mapping (the `SchemaFieldType` values of foundry_sdk's `DatasetFieldSchema`):
 int8 BYTE, int16 SHORT, int32 INTEGER, int64 LONG, float32 FLOAT, float64 DOUBLE, bool BOOLEAN,
@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ._errors import ConfigError
+from .._errors import ConfigError
 
 _SIMPLE: list[tuple[Callable[[pa.DataType], bool], str]] = [
     (pa.types.is_int8, "BYTE"),

@@ -1,26 +1,23 @@
-"""Stream outputs over the Streams API v2 (foundry-api.md section 2a): batched publishing and dead letters."""
+"""Stream outputs over the Streams API v2 (foundry-api.md section 2a): batched, ordered publishing."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ._errors import BadRequestError, RecordValidationError, validation_message
-from ._handles import ModelHandle, ModelT, as_model, track
-from ._streams import StreamInfo, get_stream, stream_path
+from .._errors import BadRequestError, RecordValidationError, validation_message
+from .._handles import ModelT, as_model, track
+from .api import StreamHandle, StreamInfo, get_stream, stream_path
 
 Rejected = Callable[[dict[str, Any], str], Awaitable[None]]
 
 
-class StreamOutput(ModelHandle[ModelT]):
+class StreamOutput(StreamHandle[ModelT]):
     """Publishes pydantic records to a Foundry stream in batches (publishRecords).
 
     `publish` validates the record against the model at once (a bad record raises
@@ -33,19 +30,22 @@ class StreamOutput(ModelHandle[ModelT]):
     """
 
     direction = "output"
-    kind = "stream"
+    #: Called with a record the stream's schema rejected; the driver wires it to the dead-letter output.
+    on_rejected: Rejected | None
 
     def __init__(
         self,
         alias: str,
         *,
-        model: type[ModelT] | None = None,
         batch_size: int | None = None,
         linger_ms: float | None = None,
+        model: type[ModelT] | None = None,
     ) -> None:
         super().__init__(alias, model=model)
         self._batch_size = batch_size
         self._linger_ms = linger_ms
+
+    def _on_bind(self) -> None:
         self.info: StreamInfo | None = None
         self.on_rejected: Rejected | None = None
         self._buffer: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
@@ -64,14 +64,8 @@ class StreamOutput(ModelHandle[ModelT]):
     def linger_s(self) -> float:
         return (self._linger_ms if self._linger_ms is not None else self.binding.runtime.publish_linger_ms) / 1000
 
-    async def check(self) -> None:
-        self.model  # noqa: B018 - raises a ConfigError when the model is missing
-        self.info = await get_stream(self)
-
     async def open(self) -> None:
         self.info = await get_stream(self)
-        # Fresh events: a bound copy must not share them with the class-level declaration.
-        self._buffer, self._kick, self._space = [], asyncio.Event(), asyncio.Event()
         self._flusher = asyncio.create_task(self._flush_loop(), name=f"flush-{self.alias}")
 
     def _serialize(self, record: ModelT | dict[str, Any] | BaseModel) -> dict[str, Any]:
@@ -218,46 +212,3 @@ def _fail(chunk: list[tuple[dict[str, Any], asyncio.Future[None]]], exc: BaseExc
     for _, future in chunk:
         if not future.done():
             future.set_exception(exc)
-
-
-class DeadLetter(BaseModel):
-    """A record the connector could not process, with where it came from and why."""
-
-    source: str
-    partition: str | None = None
-    offset: int | None = None
-    error: str
-    raw: str
-    connector: str
-    time: str
-
-
-class DeadLetterOutput(StreamOutput[DeadLetter]):
-    """Where invalid records go instead of being dropped: declare one and the connector keeps going.
-
-    The stream needs the `DeadLetter` schema (`framework.stream_schema(DeadLetter)`).
-    """
-
-    def __init__(self, alias: str, *, batch_size: int | None = None, linger_ms: float | None = None) -> None:
-        super().__init__(alias, model=DeadLetter, batch_size=batch_size, linger_ms=linger_ms)
-
-    async def send(
-        self, source: str, error: str, raw: Any, *, partition: str | None = None, offset: int | None = None
-    ) -> None:
-        await self.publish(
-            DeadLetter(
-                source=source,
-                partition=partition,
-                offset=offset,
-                error=error,
-                raw=raw if isinstance(raw, str) else json.dumps(raw, default=_json_default),
-                connector=self.binding.connector_name,
-                time=datetime.now(UTC).isoformat(timespec="milliseconds"),
-            )
-        )
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    return str(value)

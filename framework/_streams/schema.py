@@ -9,7 +9,7 @@ from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from ._errors import ConfigError
+from .._errors import ConfigError
 
 _SCALARS: dict[type, str] = {
     bool: "boolean",  # before int: bool is an int subclass

@@ -11,19 +11,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote
 
-from ._errors import ConfigError, ConnectorError, NotFoundError, PermissionDeniedError
-from ._handles import Binding, Handle, settle, track
-from ._io import CHUNK_BYTES, Body, upload_body, write_atomically
+from .._errors import ConfigError, ConnectorError, MediaItemPathError, NotFoundError, PermissionDeniedError
+from .._handles import Handle, settle, track
+from .._io import CHUNK_BYTES, Body, upload_body, write_atomically
 
 MAX_PATH_CHARS = 255  # Foundry: a media item path must be shorter than 256 characters
 _CHECK_PATH = ".connector-check"  # looked up by check(); it need not exist
-
-
-class MediaItemPathError(ConnectorError, ValueError):
-    """A media item path Foundry would reject (empty, or 256 characters or more)."""
 
 
 def media_path(rid: str, *segments: str) -> str:
@@ -185,16 +181,10 @@ class MediaSetOutput(_MediaReads):
     def __init__(self, alias: str, *, transactional: bool = False, chunk_bytes: int = CHUNK_BYTES) -> None:
         super().__init__(alias, chunk_bytes=chunk_bytes)
         self.transactional = transactional
-        self._reset()
 
-    def _reset(self) -> None:
+    def _on_bind(self) -> None:
         self._tx: MediaTransaction | None = None
         self._tx_lock = asyncio.Lock()
-
-    def bind(self, binding: Binding) -> Self:
-        bound = super().bind(binding)
-        bound._reset()
-        return bound
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[MediaTransaction]:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
 
-from ._config_files import one_line, read_json
-from ._errors import ConfigError
-from ._logging import register_secret
+from .._errors import ConfigError
+from .._logging import register_secret
+from .files import one_line, read_json
 
 _CREDENTIALS_SHAPE = '{"<source>": {"<secret name>": "value"}}'
 _CONFIGURATIONS_SHAPE = '{"<source>": {"secrets": {...}, "httpConnectionConfig": {"url": ...}}}'

@@ -10,78 +10,53 @@ from __future__ import annotations
 import asyncio
 import io
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ._dataset_schema import foundry_dataset_schema, table_schema
-from ._errors import ConfigError, ConflictError, ConnectorError, FoundryError
-from ._io import Body, upload_body
+from .._errors import ConfigError, ConflictError, ConnectorError, FoundryError
+from .._io import Body, upload_body
+from .api import DatasetFile, Transaction, dataset_path
+from .schema import foundry_dataset_schema, table_schema
 
 if TYPE_CHECKING:
-    from ._datasets import DatasetOutput
+    from structlog.stdlib import BoundLogger
+
+    from .._handles import HandleMetrics
+    from .._http import FoundryClient
 
 TransactionType = Literal["APPEND", "UPDATE", "SNAPSHOT", "DELETE"]
 Status = Literal["OPEN", "COMMITTED", "ABORTED"]
 
 
-def dataset_path(rid: str, *segments: str) -> str:
-    """`/v2/datasets/{rid}/...` with every segment percent-encoded (file paths keep no raw `/`)."""
-    return "/".join(["/v2/datasets", quote(rid, safe=""), *(quote(s, safe="") for s in segments)])
+class DatasetOutput(Protocol):
+    """What a transaction needs of the output it writes: its resource, its options and its upload slots.
 
+    A protocol, so this module does not import the handles module that imports it (`handles.DatasetOutput`
+    is the one implementation).
+    """
 
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
+    alias: str
+    prefix: str
+    put_schema: bool
+    max_file_bytes: int
+    row_group_rows: int
+    compression: str
+    upload_slots: asyncio.Semaphore
 
-
-@dataclass(frozen=True)
-class DatasetFile:
-    """One file of a dataset view, as `GET /files` lists it."""
-
-    path: str
-    transaction_rid: str
-    size_bytes: int | None
-    updated_time: datetime | None
-
-    @classmethod
-    def from_json(cls, body: dict[str, Any]) -> DatasetFile:
-        size = body.get("sizeBytes")
-        return cls(
-            str(body["path"]),
-            str(body.get("transactionRid", "")),
-            int(size) if size is not None else None,
-            _time(body.get("updatedTime")),
-        )
-
-
-@dataclass(frozen=True)
-class Transaction:
-    """A dataset transaction's state, as the server reported it last."""
-
-    rid: str
-    transaction_type: str
-    status: str
-    created_time: datetime | None
-    closed_time: datetime | None
-
-    @classmethod
-    def from_json(cls, body: dict[str, Any]) -> Transaction:
-        return cls(
-            str(body["rid"]),
-            str(body.get("transactionType", "")),
-            str(body.get("status", "")),
-            _time(body.get("createdTime")),
-            _time(body.get("closedTime")),
-        )
+    @property
+    def rid(self) -> str: ...
+    @property
+    def branch(self) -> str: ...
+    @property
+    def client(self) -> FoundryClient: ...
+    @property
+    def log(self) -> BoundLogger: ...
+    @property
+    def metrics(self) -> HandleMetrics: ...
+    def to_table(self, data: Any) -> pa.Table: ...
 
 
 def part_name(prefix: str = "") -> str:

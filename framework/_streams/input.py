@@ -1,4 +1,4 @@
-"""Stream inputs over the Streams API v2 (foundry-api.md section 2a), and what stream handles share."""
+"""Stream inputs over the Streams API v2 (foundry-api.md section 2a): read batches, commit after acks."""
 
 from __future__ import annotations
 
@@ -11,13 +11,9 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from ._errors import validation_message
-from ._handles import ModelHandle, ModelT
-
-
-def stream_path(rid: str, branch: str, suffix: str = "", *, high_scale: bool = False) -> str:
-    base = "/v2/highScale/streams" if high_scale else "/v2/streams"
-    return f"{base}/datasets/{quote(rid, safe='')}/streams/{quote(branch, safe='')}{suffix}"
+from .._errors import validation_message
+from .._handles import ModelT
+from .api import StreamHandle, StreamInfo, get_stream, stream_path
 
 
 @dataclass
@@ -45,23 +41,7 @@ class InputBatch(Generic[ModelT]):
         return len(self.records) + len(self.invalid)
 
 
-@dataclass
-class StreamInfo:
-    view_rid: str
-    partitions: int
-    schema: dict[str, Any]
-
-
-async def get_stream(handle: ModelHandle[Any]) -> StreamInfo:
-    body = await handle.client.request_json("GET", stream_path(handle.rid, handle.branch))
-    return StreamInfo(
-        view_rid=str(body.get("viewRid", "")),
-        partitions=int(body.get("partitionsCount") or 1),
-        schema=body.get("schema") or {},
-    )
-
-
-class StreamInput(ModelHandle[ModelT]):
+class StreamInput(StreamHandle[ModelT]):
     """Reads records of a Foundry stream as pydantic models, resuming where the last run committed.
 
     Guarantees: at-least-once. In the default `subscriber` read mode the read position lives on the
@@ -76,7 +56,6 @@ class StreamInput(ModelHandle[ModelT]):
     """
 
     direction = "input"
-    kind = "stream"
 
     def __init__(
         self,
@@ -87,8 +66,9 @@ class StreamInput(ModelHandle[ModelT]):
         subscriber_id: str | None = None,
     ) -> None:
         super().__init__(alias, model=model)
-        self.start = start
-        self._subscriber_id = subscriber_id
+        self.start, self._subscriber_id = start, subscriber_id
+
+    def _on_bind(self) -> None:
         self.info: StreamInfo | None = None
         self.committed: dict[str, int] = {}  # partition -> next offset to read after a restart
         self.cursor: dict[str, int] = {}  # partition -> next offset to read now
@@ -111,8 +91,7 @@ class StreamInput(ModelHandle[ModelT]):
         return stream_path(self.rid, self.branch, sub, high_scale=bool(action))
 
     async def check(self) -> None:
-        self.model  # noqa: B018 - raises a ConfigError when the model is missing
-        self.info = await get_stream(self)
+        await super().check()
         await self.end_offsets()
 
     async def open(self) -> None:

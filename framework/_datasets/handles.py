@@ -7,14 +7,12 @@ import contextlib
 import contextvars
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal, Self, TypeAlias, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar
 
 import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
-from ._arrow import schema_for, to_table
-from ._dataset_schema import foundry_dataset_schema
-from ._errors import (
+from .._errors import (
     ConfigError,
     ConnectorError,
     NotFoundError,
@@ -22,16 +20,13 @@ from ._errors import (
     RecordValidationError,
     validation_message,
 )
-from ._handles import Binding, Handle, as_model, settle, track
-from ._io import CHUNK_BYTES, arrow_batches
-from ._transactions import (
-    DatasetFile,
-    DatasetTransaction,
-    SchemaPublisher,
-    Transaction,
-    dataset_path,
-    open_transaction,
-)
+from .._handles import Handle, as_model, settle, track
+from .._io import CHUNK_BYTES
+from .api import DatasetFile, Transaction, dataset_path
+from .arrow import schema_for, to_table
+from .ipc import arrow_batches
+from .schema import foundry_dataset_schema
+from .transactions import DatasetTransaction, SchemaPublisher, open_transaction
 
 M = TypeVar("M", bound=BaseModel)
 Mode = Literal["append", "snapshot"]
@@ -217,10 +212,8 @@ class DatasetOutput(_DatasetReads):
         self.compression = compression
         self.max_concurrent_uploads = max_concurrent_uploads
         self.flush_rows, self.flush_bytes, self.flush_interval_s = flush_rows, flush_bytes, flush_interval_s
-        self._reset()
 
-    def _reset(self) -> None:
-        """Per-binding state: a bound copy must never share locks or buffers with its declaration."""
+    def _on_bind(self) -> None:
         self.upload_slots = asyncio.Semaphore(self.max_concurrent_uploads)
         self._tx_lock = asyncio.Lock()
         self._open_tx: DatasetTransaction | None = None
@@ -232,11 +225,6 @@ class DatasetOutput(_DatasetReads):
         self._failure: Exception | None = None  # a background flush's error, until reported
         self._flush_lock = asyncio.Lock()
         self._schemas = SchemaPublisher()
-
-    def bind(self, binding: Binding) -> Self:
-        bound = super().bind(binding)
-        bound._reset()
-        return bound
 
     def to_table(self, data: Records) -> pa.Table:
         """Records or a table -> a table with this output's schema (when declared)."""

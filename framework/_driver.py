@@ -1,0 +1,288 @@
+"""`Driver`: runs one `Connector` instance. Open, serve (read loop, commit loop), flush, teardown, close.
+
+Kept off the `Connector` class so that the user's namespace holds only what the user declared and the
+few helpers they call; the driver reaches the connector's bound handles through `handles_of`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from ._connector import Connector, _current_batch
+from ._errors import ConfigError, FoundryError, RecordValidationError
+from ._handles import AckTracker, Handle
+from ._streams.dead_letters import DeadLetterOutput
+from ._streams.input import InputBatch, InvalidRecord, StreamInput
+from ._streams.output import Rejected, StreamOutput
+
+Mode = Literal["transform", "transform_batch", "run"]
+_Queue = asyncio.Queue[tuple[InputBatch[Any], AckTracker] | None]
+
+
+def handles_of(connector: Connector) -> dict[str, Handle]:
+    """The connector's bound handles, by attribute name."""
+    return connector._handles
+
+
+class Driver:
+    """Drives a connector through its lifecycle (see `Connector`) and answers what it declares."""
+
+    def __init__(self, connector: Connector) -> None:
+        self.connector = connector
+        self.handles = handles_of(connector)
+        self.log = connector.log
+
+    # Introspection (the runtime's progress line, `framework.testing`).
+
+    @property
+    def inputs(self) -> list[Handle]:
+        return [h for h in self.handles.values() if h.direction == "input"]
+
+    @property
+    def outputs(self) -> list[Handle]:
+        return [h for h in self.handles.values() if h.direction == "output"]
+
+    @property
+    def dead_letters(self) -> DeadLetterOutput | None:
+        return next((h for h in self.handles.values() if isinstance(h, DeadLetterOutput)), None)
+
+    @property
+    def default_output(self) -> StreamOutput[Any] | None:
+        streams = [
+            h for h in self.handles.values() if isinstance(h, StreamOutput) and not isinstance(h, DeadLetterOutput)
+        ]
+        return streams[0] if len(streams) == 1 else None
+
+    def mode(self) -> Mode:
+        """Which of transform / transform_batch / run the connector defines (exactly one)."""
+        cls = type(self.connector)
+        modes: tuple[Mode, ...] = ("transform", "transform_batch", "run")
+        defined = [m for m in modes if callable(getattr(self.connector, m, None))]
+        if len(defined) != 1:
+            raise ConfigError(
+                f"{cls.__name__} must define exactly one of transform(), transform_batch() or run(); "
+                f"it defines {', '.join(defined) or 'none'}"
+            )
+        if defined[0] != "run" and not any(isinstance(h, StreamInput) for h in self.inputs):
+            raise ConfigError(f"{cls.__name__} defines {defined[0]}() but declares no StreamInput")
+        return defined[0]
+
+    # `connector check`
+
+    async def check(self) -> None:
+        """Prove the declaration is valid and every resource reachable with this job token; moves no data.
+
+        A declaration error raises before any request. Every handle is checked and logged (`check ok` or
+        `check failed`), then the first handle failure is raised.
+        """
+        self.mode()
+        failures: list[Exception] = []
+        for handle in self.handles.values():
+            try:
+                await handle.check()
+            except (FoundryError, ConfigError) as exc:
+                failures.append(exc)
+                self.log.error("check failed", alias=handle.alias, rid=handle.rid, error=str(exc))
+            else:
+                self.log.info("check ok", alias=handle.alias, kind=handle.kind, rid=handle.rid, branch=handle.branch)
+        if failures:
+            raise failures[0]
+
+    # The lifecycle.
+
+    async def open(self) -> None:
+        for handle in self.outputs + self.inputs:
+            await handle.open()
+        dead = self.dead_letters
+        for handle in self.outputs:
+            if isinstance(handle, StreamOutput) and handle is not dead and dead is not None:
+                handle.on_rejected = self._rejected_by(handle.alias)
+
+    async def flush(self) -> None:
+        await asyncio.gather(*(h.flush() for h in self.outputs))
+
+    async def close(self) -> None:
+        for handle in self.inputs + self.outputs:
+            try:
+                await handle.close()
+            except Exception as exc:
+                self.log.warning("handle close failed", alias=handle.alias, error=str(exc))
+
+    async def serve(self) -> None:
+        """Open, run until `stop()` (or `run()` returns), flush, commit, close. Raises what stopped it.
+
+        `teardown()` runs once `setup()` returned, whether the run ended cleanly or not.
+        """
+        mode = self.mode()
+        await self.open()
+        try:
+            await self.connector.setup()
+            try:
+                if mode == "run":
+                    await getattr(self.connector, "run")()  # noqa: B009 - subclasses define it, the base does not
+                else:
+                    await self._drive(mode)
+                await self.flush()
+            except BaseException:
+                await self._teardown(failed=True)
+                raise
+            await self._teardown(failed=False)
+        finally:
+            await self.close()
+
+    async def _teardown(self, *, failed: bool) -> None:
+        """After a failure the connector's error matters more: a teardown error is only logged then."""
+        if not failed:
+            await self.connector.teardown()
+            return
+        try:
+            await self.connector.teardown()
+        except Exception as exc:
+            self.log.exception("teardown failed after the connector failed", error=f"{type(exc).__name__}: {exc}")
+
+    # The transform loop.
+
+    async def _drive(self, mode: Mode) -> None:
+        inputs = [h for h in self.inputs if isinstance(h, StreamInput)]
+        try:
+            async with asyncio.TaskGroup() as group:
+                for source in inputs:
+                    queue: _Queue = asyncio.Queue()
+                    slots = asyncio.Semaphore(max(1, self.connector.env.runtime.max_in_flight_batches))
+                    group.create_task(self._read_loop(source, mode, queue, slots), name=f"read-{source.alias}")
+                    group.create_task(self._commit_loop(source, queue, slots), name=f"commit-{source.alias}")
+        except BaseExceptionGroup as failed:
+            # Raise what stopped the loop, not the TaskGroup's wrapper: the runtime's exit codes (a ConfigError
+            # is 2, a FoundryError 1) and callers' `except` clauses match on the error's type.
+            error = _first_error(failed)
+            if error is failed:
+                raise
+            raise error from error.__cause__
+
+    async def _read_loop(self, source: StreamInput[Any], mode: Mode, queue: _Queue, slots: asyncio.Semaphore) -> None:
+        connector = self.connector
+        idle_s = connector.env.runtime.poll_interval_ms / 1000
+        try:
+            while connector.running:
+                if slots.locked():
+                    # The read-ahead window is full and its batches wait for acks: an output buffering for more
+                    # rows (a DatasetOutput below flush_rows) would wait for its timer, so send what it has now.
+                    await self.flush()
+                await slots.acquire()
+                if not connector.running:
+                    slots.release()
+                    break
+                batch = await source.read_batch()
+                if not batch.size:
+                    slots.release()
+                    await connector.sleep(idle_s)
+                    continue
+                tracker = AckTracker()
+                with tracker.active():
+                    await self._process(batch, mode)
+                await queue.put((batch, tracker))
+        finally:
+            await queue.put(None)
+            # Shutdown: do not let lingering batches hold the last commits.
+            await self.flush()
+
+    async def _commit_loop(self, source: StreamInput[Any], queue: _Queue, slots: asyncio.Semaphore) -> None:
+        while (item := await queue.get()) is not None:
+            batch, tracker = item
+            await tracker.wait()
+            await source.commit(batch.positions)
+            slots.release()
+
+    async def _process(self, batch: InputBatch[Any], mode: Mode) -> None:
+        token = _current_batch.set(batch)
+        try:
+            await self._process_batch(batch, mode)
+        finally:
+            _current_batch.reset(token)
+
+    async def _process_batch(self, batch: InputBatch[Any], mode: Mode) -> None:
+        for invalid in batch.invalid:
+            await self._dead_letter(batch.source.alias, invalid)
+        if not batch.records:
+            return
+        if mode == "transform_batch":
+            result = await getattr(self.connector, "transform_batch")(batch.records)  # noqa: B009
+            await self._emit(result, dead_letter_invalid=True)
+            return
+        transform = getattr(self.connector, "transform")  # noqa: B009
+        for record, (partition, offset) in zip(batch.records, batch.origins, strict=True):
+            try:
+                await self._emit(await transform(record))
+            except RecordValidationError as exc:
+                # The transform produced a record its output's model rejects: keep the input record.
+                raw = record.model_dump(mode="json")
+                error = f"transform output for {exc.alias!r} is invalid: {exc.message}"
+                await self._dead_letter(batch.source.alias, InvalidRecord(partition, offset, raw, error))
+
+    async def _emit(self, result: Any, *, dead_letter_invalid: bool = False) -> None:
+        """Publish a transform's result to the default output.
+
+        With `dead_letter_invalid` (batch transforms, where no input offset belongs to an output record), an
+        output record its model rejects is dead-lettered itself; otherwise the caller gets the error.
+        """
+        if result is None:
+            return
+        # A pydantic model is itself iterable (over its fields): it is one record, like a dict.
+        single = isinstance(result, BaseModel | dict | str | bytes) or not isinstance(result, Iterable)
+        records = [result] if single else list(result)
+        if not records:
+            return
+        output = self.default_output
+        if output is None:
+            raise ConfigError(
+                f"{type(self.connector).__name__}'s transform returned records but the connector does not have "
+                "exactly one StreamOutput: publish explicitly with `await self.<output>.publish(record)`"
+            )
+        if not dead_letter_invalid:
+            await output.publish_many(records)
+            return
+        for record in records:
+            try:
+                await output.publish(record)
+            except RecordValidationError as exc:
+                raw = record.model_dump(mode="json") if isinstance(record, BaseModel) else record
+                error = f"transform output for {exc.alias!r} is invalid: {exc.message}"
+                await self._dead_letter(output.alias, InvalidRecord(None, None, raw, error))
+
+    async def _dead_letter(self, alias: str, invalid: InvalidRecord) -> None:
+        dead = self.dead_letters
+        self.log.error(
+            "invalid record",
+            source=alias,
+            partition=invalid.partition,
+            offset=invalid.offset,
+            error=invalid.error,
+            dead_letter=dead.alias if dead else None,
+        )
+        if dead is not None:
+            await dead.send(alias, invalid.error, invalid.raw, partition=invalid.partition, offset=invalid.offset)
+
+    def _rejected_by(self, alias: str) -> Rejected:
+        async def rejected(payload: dict[str, Any], error: str) -> None:
+            self.log.error("record rejected by output", output=alias, error=error)
+            dead = self.dead_letters
+            assert dead is not None
+            await dead.send(alias, error, payload)
+            # The rejected record counts as acknowledged (and its input batch may be committed) only once its
+            # dead letter is: this runs in the output's flusher, where no input batch's AckTracker is active.
+            await dead.flush()
+
+        return rejected
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first failure in a TaskGroup's group that is not a cancellation; the group itself if none."""
+    for exc in group.exceptions:
+        found = _first_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
+        if not isinstance(found, asyncio.CancelledError | BaseExceptionGroup):
+            return found
+    return group

@@ -1,0 +1,1 @@
+"""The environment Foundry gives a job: variables, files it points at, settings and external sources."""

@@ -1,0 +1,1 @@
+"""Stream handles: inputs, outputs, dead letters, and stream schemas from models."""
