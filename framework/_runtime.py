@@ -22,6 +22,7 @@ from ._driver import Driver
 from ._env.environment import Environment, load_environment
 from ._env.settings import RuntimeSettings
 from ._errors import ConfigError, FoundryError
+from ._functions import FunctionEnvironment, FunctionModule, is_function_mode, serve_function_module
 from ._handles import declared_handles
 from ._http import FoundryClient, RetryPolicy
 from ._logging import bind_context, configure_logging, get_logger, register_secret
@@ -30,7 +31,10 @@ from ._streams.input import StreamInput
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
-def load_connector_class(spec: str) -> type[Connector]:
+Runnable = type[Connector] | type[FunctionModule]
+
+
+def load_connector_class(spec: str) -> Runnable:
     """`package.module:ClassName` -> the class, or a one-line ConfigError saying what is wrong."""
     module_name, sep, class_name = spec.partition(":")
     if not sep or not module_name or not class_name:
@@ -40,8 +44,10 @@ def load_connector_class(spec: str) -> type[Connector]:
     except ModuleNotFoundError as exc:
         raise ConfigError(f"cannot import module {module_name!r} for connector {spec!r}: {exc}") from exc
     cls = getattr(module, class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Connector)):
-        raise ConfigError(f"{spec!r} is not a Connector subclass (found {type(cls).__name__} in {module_name})")
+    if not (isinstance(cls, type) and issubclass(cls, Connector | FunctionModule)):
+        raise ConfigError(
+            f"{spec!r} is not a Connector or FunctionModule subclass (found {type(cls).__name__} in {module_name})"
+        )
     return cls
 
 
@@ -157,10 +163,21 @@ async def check_connector(cls: type[Connector], env: Environment, *, log: BoundL
         return EXIT_OK
 
 
-def main_run(
-    spec_or_cls: str | type[Connector], *, check: bool = False, environ: Mapping[str, str] | None = None
+def _run_function_module(
+    cls: type[FunctionModule], environ: Mapping[str, str], runtime: RuntimeSettings, *, check: bool, log: BoundLogger
 ) -> int:
-    """Entry point of `connector run` / `connector check`."""
+    env = FunctionEnvironment.load(environ, shutdown_timeout_s=runtime.shutdown_timeout_s)
+    if check:
+        env.read_token()
+        env.ssl_context()
+        for name in sorted(cls.functions()):
+            log.info("check ok", function=name)
+        return EXIT_OK
+    return asyncio.run(serve_function_module(cls, env, log=log))
+
+
+def main_run(spec_or_cls: str | Runnable, *, check: bool = False, environ: Mapping[str, str] | None = None) -> int:
+    """Entry point of `connector run` / `connector check`: a `FunctionModule` runs in function mode."""
     environ = os.environ if environ is None else environ
     runtime, runtime_error = RuntimeSettings.load_or_defaults(environ)  # CONNECTOR_* are parsed here only
     log = _setup_logging(runtime)
@@ -169,6 +186,13 @@ def main_run(
         bind_context(connector=cls.name or cls.__name__)  # every line names it: SLS shows it as a tag
         if runtime_error is not None:
             raise runtime_error
+        if issubclass(cls, FunctionModule):
+            return _run_function_module(cls, environ, runtime, check=check, log=log)
+        if is_function_mode(environ):
+            raise ConfigError(
+                f"{cls.__name__} is a pipeline-mode Connector but this container runs in function mode "
+                "(GET_JOB_URI is set): subclass FunctionModule, or deploy the module in pipeline mode"
+            )
         env = load_environment(environ, runtime=runtime)
         _register_secrets(env)
         if check:

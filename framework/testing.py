@@ -43,12 +43,22 @@ from fake_stream_proxy import FakeServer
 from ._connector import Connector
 from ._driver import Driver
 from ._env.environment import Environment, ResourceRef, load_environment
+from ._function_testing import Contour, ContourResult, Runtime
 from ._handles import Binding, Handle
 from ._http import FoundryClient
 from ._streams.api import stream_path
 from ._streams.schema import stream_schema
 
-__all__ = ["FakeFoundry", "Job", "bind_handle", "capture_logs", "fake_process"]
+__all__ = [
+    "Contour",
+    "ContourResult",
+    "FakeFoundry",
+    "Job",
+    "Runtime",
+    "bind_handle",
+    "capture_logs",
+    "fake_process",
+]
 
 C = TypeVar("C", bound=Connector)
 _PREVIEW = {"preview": "true"}
@@ -126,13 +136,23 @@ class FakeFoundry:
         url: str | None = None,
         admin_token: str | None = None,
         session: aiohttp.ClientSession | None = None,
+        poll_hold_s: float = 20.0,
+        sync_timeout_s: float = 30.0,
     ) -> None:
         """In-process fake under `state_dir`; or, with `url` and `admin_token`, one already running.
 
         `session`: an HTTP session to use (then usable without `async with`, and not closed by it).
+        `poll_hold_s` / `sync_timeout_s`: how long an empty function-mode job poll is held open, and how long
+        Contour's sync execute waits for a result (shorten them to test time-outs).
         """
         self.state_dir = Path(state_dir)
-        self.server = None if url else FakeServer(self.state_dir / "fake-state", port=port)
+        self.server = (
+            None
+            if url
+            else FakeServer(
+                self.state_dir / "fake-state", port=port, poll_hold_s=poll_hold_s, sync_timeout_s=sync_timeout_s
+            )
+        )
         self._url = url
         self._admin_token = admin_token
         self._session = session  # no default headers: every call says who it is
@@ -310,6 +330,34 @@ class FakeFoundry:
             if time.monotonic() > deadline:
                 raise AssertionError(f"stream {rid} has {len(found)} records after {timeout_s}s, expected {count}")
             await asyncio.sleep(0.05)
+
+    async def runtime(
+        self,
+        runtime_id: str,
+        *,
+        deployed_app_rid: str | None = None,
+        branch: str | None = None,
+        max_concurrent_tasks: int = 1,
+    ) -> Runtime:
+        """Create (or reset) a function-mode runtime, bound to `deployed_app_rid` when given.
+
+        `runtime.environ` is what a function-mode container gets (https, the fake's CA, a token file).
+        """
+        body: dict[str, Any] = {"runtimeId": runtime_id, "maxConcurrentTasks": max_concurrent_tasks}
+        if deployed_app_rid:
+            body |= {"deployedAppRid": deployed_app_rid, "branch": branch}
+        created = await self.call("POST", "/_emulate/foundry/compute-modules/runtimes", json=body)
+        return Runtime(self, runtime_id, created["moduleAuthToken"], deployed_app_rid, created["environment"])
+
+    @property
+    def contour(self) -> Contour:
+        """Contour's job API as the admin; `Contour(foundry, token=await foundry.user_token(...))` as a user."""
+        return Contour(self)
+
+    async def user_token(self, user_id: str) -> str:
+        """A bearer token for `user_id`, accepted by Contour (jobs record it as their caller)."""
+        created = await self.call("POST", "/_fake/users", json={"userId": user_id})
+        return str(created["token"])
 
     async def provenance(self, job_rid: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.call("GET", "/_fake/provenance", params={"jobRid": job_rid})

@@ -203,6 +203,18 @@ class ComputeModuleHandlers:
             {"runtime": runtime.to_json(), "job": job.to_json(), "schemas": self.store.schemas(runtime_id)}
         )
 
+    async def inspect_runtime(self, request: web.Request) -> web.Response:
+        """Our extension: a runtime's state, schemas and job counts by status, without naming a job."""
+        runtime_id = request.match_info["runtime_id"]
+        runtime = self.store.runtime(runtime_id)
+        return web.json_response(
+            {
+                "runtime": runtime.to_json(),
+                "schemas": self.store.schemas(runtime_id),
+                "jobs": self.store.job_counts(runtime_id),
+            }
+        )
+
     def _finished(self, job: Job) -> None:
         self.hub.finish(job.job_id)
         self.ctx.provenance.record(

@@ -20,6 +20,7 @@ RUNTIME_ROUTES = """
     POST    /runtimes/{runtime_id}/results/{job_id}     post_result
     POST    /runtimes/{runtime_id}/restart-notification restart_notification
     GET     /runtimes/{runtime_id}/jobs/{job_id}        inspect
+    GET     /runtimes/{runtime_id}                      inspect_runtime
 """
 # Bearer token required: the admin token, or a user token from POST /_fake/users.
 CONTOUR_ROUTES = """

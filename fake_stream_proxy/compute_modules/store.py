@@ -373,6 +373,12 @@ class ComputeModuleStore:
         )
         return self.job(job_id)
 
+    def job_counts(self, runtime_id: str) -> dict[str, int]:
+        rows = self.storage.query(
+            "SELECT status, COUNT(*) AS n FROM cm_jobs WHERE runtime_id = ? GROUP BY status", (runtime_id,)
+        )
+        return {str(r["status"]): int(r["n"]) for r in rows}
+
     def job(self, job_id: str) -> Job:
         row = self.storage.one("SELECT * FROM cm_jobs WHERE job_id = ?", (job_id,))
         if row is None:

@@ -53,7 +53,7 @@ class FunctionEnvironment:
     environ: Mapping[str, str]
 
     @classmethod
-    def load(cls, environ: Mapping[str, str]) -> FunctionEnvironment:
+    def load(cls, environ: Mapping[str, str], *, shutdown_timeout_s: float = 20) -> FunctionEnvironment:
         missing = [name for name in _REQUIRED if not environ.get(name, "").strip()]
         if missing:
             raise ConfigError(
@@ -78,7 +78,7 @@ class FunctionEnvironment:
             token_path=token_path,
             ca_path=Path(ca) if ca else None,
             max_concurrent_tasks=int(_number(environ, "MAX_CONCURRENT_TASKS", 1, low=1)),
-            shutdown_timeout_s=_number(environ, "CONNECTOR_SHUTDOWN_TIMEOUT_S", 20, low=0.1),
+            shutdown_timeout_s=shutdown_timeout_s,
             max_result_bytes=int(_number(environ, "CONNECTOR_MAX_RESULT_BYTES", 64 << 20, low=1)),
             environ=dict(environ),
         )

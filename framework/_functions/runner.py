@@ -150,26 +150,32 @@ class FunctionRunner:
 
 
 async def serve_function_module(
-    cls: type[FunctionModule], env: FunctionEnvironment, *, log: BoundLogger, handle_signals: bool = True
+    module: FunctionModule | type[FunctionModule],
+    env: FunctionEnvironment,
+    *,
+    log: BoundLogger,
+    handle_signals: bool = True,
+    stopping: asyncio.Event | None = None,
 ) -> int:
-    """Run `cls` until SIGTERM/SIGINT; returns the exit code (0 drained cleanly, 1 the drain timed out)."""
-    stopping = asyncio.Event()
+    """Serve until SIGTERM/SIGINT (or `stopping` is set); returns the exit code (0 drained, 1 drain timed out)."""
+    if isinstance(module, type):
+        module = module(env.environ, log)
+    stopping = stopping or asyncio.Event()
     loop = asyncio.get_running_loop()
     if handle_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
     connector = aiohttp.TCPConnector(ssl=env.ssl_context(), limit=0)
-    module = cls(env.environ, log)
     try:
         async with aiohttp.ClientSession(connector=connector) as session:
             client = RuntimeClient(env, session, stopping)
             await module.setup()
             try:
-                await client.post_schemas(cls.specs())
+                await client.post_schemas(module.specs())
                 removed = await client.report_restart()
                 log.info(
                     "function module ready",
-                    functions=sorted(cls.functions()),
+                    functions=sorted(module.functions()),
                     concurrency=env.max_concurrent_tasks,
                     removed_jobs=removed,
                 )
