@@ -75,6 +75,11 @@ def create_app(
     async def close_storage(_: web.Application) -> None:
         storage.close()
 
+    async def shutdown(_: web.Application) -> None:
+        for hook in ctx.shutdown_hooks:
+            hook()
+
+    app.on_shutdown.append(shutdown)
     app.on_cleanup.append(close_storage)
     return app
 

@@ -45,6 +45,8 @@ class FakeContext:
     resource_creators: dict[str, ResourceCreator] = field(default_factory=dict)
     # seed-config section -> its seeder, registered by the service that owns the section.
     seeders: dict[str, Seeder] = field(default_factory=dict)
+    # Run when the fake stops, before in-flight requests are awaited (e.g. to answer held long-polls).
+    shutdown_hooks: list[Callable[[], None]] = field(default_factory=list)
     # Where the fake listens, set once it does: plain http, and https with its local CA (function mode).
     url: str = ""
     https_url: str | None = None

@@ -8,6 +8,7 @@ A reset or restart fails waiting callers at once with a clear message rather tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from datetime import datetime
@@ -23,6 +24,7 @@ from .hub import Hub
 from .store import ComputeModuleStore, Job, JobSource
 
 RUNTIMES = "/_emulate/foundry/compute-modules/runtimes"
+_DISCONNECT_CHECK_S = 0.5  # how often a held poll looks whether its client is still there
 _UNAUTHORIZED_DELAY_S = 0.5  # a module hot-looping on a bad token is slowed down, not served cheaply forever
 
 
@@ -143,22 +145,28 @@ class ComputeModuleHandlers:
         return runtime_id
 
     async def get_job(self, request: web.Request) -> web.Response:
+        """Long-poll: hold an empty poll open up to `poll_hold_s`, handing out a job the moment one is queued.
+
+        A poll whose client went away (a module stopping) never takes a job: the job would be lost on a
+        closed socket. Shutting the fake down answers every held poll at once.
+        """
         runtime_id = await self._module(request)
-        deadline = asyncio.get_running_loop().time() + self.options.poll_hold_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.poll_hold_s
         while True:
             self.store.mark_polled(runtime_id)
             wake = self.hub.queued_event(runtime_id)
+            if self.hub.closing or request.transport is None or request.transport.is_closing():
+                return web.Response(status=204)
             job = self.store.take_job(runtime_id)
             if job is not None:
                 return web.json_response(job.envelope())
-            remaining = deadline - asyncio.get_running_loop().time()
+            remaining = deadline - loop.time()
             if remaining <= 0:
                 return web.Response(status=204)
-            try:
-                await asyncio.wait_for(wake.wait(), remaining)
-            except TimeoutError:
-                return web.Response(status=204)
-            # Woken by a new job, or by a reset: a reset token no longer authenticates this poll.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), min(remaining, _DISCONNECT_CHECK_S))
+            # Woken by a new job, a reset or shutdown: a reset token no longer authenticates this poll.
             self.store.authenticate(runtime_id, request.headers.get("Module-Auth-Token"))
 
     async def post_schemas(self, request: web.Request) -> web.Response:

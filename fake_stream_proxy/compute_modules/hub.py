@@ -11,6 +11,7 @@ import asyncio
 
 class Hub:
     def __init__(self) -> None:
+        self.closing = False
         self._queued: dict[str, asyncio.Event] = {}
         self._finished: dict[str, asyncio.Event] = {}
         self._removed: dict[str, str] = {}
@@ -22,6 +23,12 @@ class Hub:
     def queued(self, runtime_id: str) -> None:
         event = self._queued.pop(runtime_id, None)
         if event is not None:
+            event.set()
+
+    def close(self) -> None:
+        """The fake is stopping: answer every held poll and waiting caller now."""
+        self.closing = True
+        for event in [*self._queued.values(), *self._finished.values()]:
             event.set()
 
     def finish(self, job_id: str, *, removed_because: str | None = None) -> None:

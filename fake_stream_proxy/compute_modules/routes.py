@@ -35,8 +35,10 @@ ADMIN_ROUTES = """
 
 
 def route_tables(ctx: FakeContext) -> list[RouteTable]:
-    handlers = ComputeModuleHandlers(ctx, ComputeModuleStore(ctx.storage), Hub())
+    hub = Hub()
+    handlers = ComputeModuleHandlers(ctx, ComputeModuleStore(ctx.storage), hub)
     ctx.seeders["compute_modules"] = handlers.seed
+    ctx.shutdown_hooks.append(hub.close)
     return [
         table(("",), handlers, RUNTIME_ROUTES, prefix=EMULATE, head=False),
         table(("",), handlers, CONTOUR_ROUTES, prefix=CONTOUR, head=False),

@@ -9,14 +9,20 @@ from typing import Any
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def _tutorial_test() -> str:
-    section = README.read_text().split("### 2. Test it against the fake", 1)[1]
+def _example_after(heading: str) -> str:
+    section = README.read_text().split(heading, 1)[1]
     match = re.search(r"```python\n(.*?)```", section, re.S)
-    assert match, "the README lost its testing example"
+    assert match, f"the README lost its example after {heading!r}"
     return match.group(1)
 
 
 async def test_readme_testing_example_runs(tmp_path: Path) -> None:
     namespace: dict[str, Any] = {}
-    exec(compile(_tutorial_test(), str(README), "exec"), namespace)
+    exec(compile(_example_after("### 2. Test it against the fake"), str(README), "exec"), namespace)
     await namespace["test_doubler"](tmp_path)
+
+
+async def test_readme_function_mode_example_runs(tmp_path: Path) -> None:
+    namespace: dict[str, Any] = {}
+    exec(compile(_example_after("Test it against the fake, in-process:"), str(README), "exec"), namespace)
+    await namespace["test_geo"](tmp_path)
