@@ -31,6 +31,7 @@ class FakeOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     poll_hold_s: float = 20.0  # how long an empty compute-module job poll is held open
     sync_timeout_s: float = 30.0  # how long Contour's sync execute waits for a result
+    read_timeout_s: float = 30.0  # how long request headers or a body may stall before 408 / close (deadlines.py)
 
 
 @dataclass
