@@ -21,6 +21,8 @@ from .context import CONTEXT, DEFAULT_MAX_BODY_BYTES, FakeContext, FakeOptions
 from .datasets import routes as datasets
 from .deadlines import runner_settings, stall_middleware
 from .errors import error_middleware
+from .faults import routes as faults
+from .faults.middleware import fault_middleware
 from .media_sets import routes as media_sets
 from .provenance import Provenance
 from .routing import Service, register
@@ -34,6 +36,7 @@ SERVICES: tuple[Service, ...] = (
     datasets.route_tables,
     media_sets.route_tables,
     compute_modules.route_tables,
+    faults.route_tables,
 )
 
 
@@ -68,7 +71,8 @@ def create_app(
     storage = Storage(state_dir)
     token = load_admin_token(Path(state_dir), admin_token)
     ctx = FakeContext(storage, Auth(storage, token), Provenance(storage), options)
-    middlewares = [stall_middleware(options.read_timeout_s), error_middleware]
+    # Outermost first: faults see the answers a client would; a stalled body's 408 is not faulted.
+    middlewares = [stall_middleware(options.read_timeout_s), fault_middleware(ctx), error_middleware]
     app = web.Application(middlewares=middlewares, client_max_size=options.max_body_bytes)
     app[CONTEXT] = ctx
     for service in SERVICES:

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from .auth import Auth
+from .faults.store import FaultStore
 from .provenance import Provenance
 from .storage import Storage
 
@@ -22,6 +23,14 @@ ResourceCreator = Callable[[dict[str, Any]], dict[str, Any]]
 
 # Applies one section of the seed config (e.g. `compute_modules`) at start-up; must be idempotent.
 Seeder = Callable[[dict[str, Any]], None]
+
+
+# Resets (rid, branch)'s stream to a new empty view as `POST .../reset` does; registered by the streams service.
+StreamReset = Callable[[str, str], object]
+
+
+def _no_streams(rid: str, branch: str) -> object:
+    raise RuntimeError("no streams service registered a stream reset")
 
 
 @dataclass
@@ -46,6 +55,9 @@ class FakeContext:
     resource_creators: dict[str, ResourceCreator] = field(default_factory=dict)
     # seed-config section -> its seeder, registered by the service that owns the section.
     seeders: dict[str, Seeder] = field(default_factory=dict)
+    # The fault rules the admin injected (faults/), and the stream reset their resetStream action uses.
+    faults: FaultStore = field(default_factory=FaultStore)
+    stream_reset: StreamReset = _no_streams
     # Where the fake listens, set once it does: plain http, and https with its local CA (function mode).
     url: str = ""
     https_url: str | None = None
