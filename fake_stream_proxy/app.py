@@ -19,11 +19,14 @@ from .auth import Auth
 from .compute_modules import routes as compute_modules
 from .context import CONTEXT, DEFAULT_MAX_BODY_BYTES, FakeContext, FakeOptions
 from .datasets import routes as datasets
+from .deadlines import runner_settings, stall_middleware
 from .errors import error_middleware
+from .faults import routes as faults
+from .faults.middleware import fault_middleware
 from .media_sets import routes as media_sets
 from .provenance import Provenance
 from .routing import Service, register
-from .storage import Storage
+from .storage import Storage, private_dir
 from .streams import routes as streams
 from .tls import ensure_tls
 
@@ -33,6 +36,7 @@ SERVICES: tuple[Service, ...] = (
     datasets.route_tables,
     media_sets.route_tables,
     compute_modules.route_tables,
+    faults.route_tables,
 )
 
 
@@ -48,7 +52,7 @@ def load_admin_token(state_dir: Path, admin_token: str | None) -> str:
         token = path.read_text().strip()
     else:
         token = secrets.token_urlsafe(24)
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(state_dir)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(token + "\n")
@@ -67,7 +71,9 @@ def create_app(
     storage = Storage(state_dir)
     token = load_admin_token(Path(state_dir), admin_token)
     ctx = FakeContext(storage, Auth(storage, token), Provenance(storage), options)
-    app = web.Application(middlewares=[error_middleware], client_max_size=options.max_body_bytes)
+    # Outermost first: faults see the answers a client would; a stalled body's 408 is not faulted.
+    middlewares = [stall_middleware(options.read_timeout_s), fault_middleware(ctx), error_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=options.max_body_bytes)
     app[CONTEXT] = ctx
     for service in SERVICES:
         register(app, service(ctx))
@@ -115,13 +121,16 @@ class FakeServer:
         https_port: int | None = 0,
         poll_hold_s: float = 20.0,
         sync_timeout_s: float = 30.0,
+        read_timeout_s: float = 30.0,
         seed: dict[str, Any] | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.host = host
         self.port = port
         self.https_port = https_port
-        self.options = FakeOptions(max_body_bytes, poll_hold_s=poll_hold_s, sync_timeout_s=sync_timeout_s)
+        self.options = FakeOptions(
+            max_body_bytes, poll_hold_s=poll_hold_s, sync_timeout_s=sync_timeout_s, read_timeout_s=read_timeout_s
+        )
         self.seed = seed
         self.admin_token = load_admin_token(self.state_dir, admin_token)
         self.ca_path: Path | None = None
@@ -144,7 +153,7 @@ class FakeServer:
         ctx = app[CONTEXT]
         if self.seed:
             apply_seed(ctx, self.seed)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, **runner_settings(self.options.read_timeout_s))
         await self._runner.setup()
         self.port = await self._listen(web.TCPSite(self._runner, self.host, self.port, reuse_address=True))
         if self.https_port is not None:

@@ -87,6 +87,13 @@ class Auth:
         request[PRINCIPAL_KEY] = principal
         return principal
 
+    def job_rid_of(self, request: web.Request) -> str | None:
+        """The calling job's rid; None for the admin, or a missing or unknown token (never raises)."""
+        try:
+            return self.authenticate(request).job_rid
+        except ApiError:
+            return None
+
     def require_admin(self, request: web.Request) -> None:
         if not self.authenticate(request).is_admin:
             raise permission_denied("Default:PermissionDenied", message="this endpoint needs the admin token")

@@ -17,6 +17,7 @@ from framework._logging import LOG_FORMATS, configure_logging
 
 from .app import FakeServer
 from .context import DEFAULT_MAX_BODY_BYTES, FakeOptions
+from .storage import private_dir
 
 _DEFAULTS = FakeOptions()
 
@@ -68,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
         help=f"how long Contour's execute waits for a result (default {_DEFAULTS.sync_timeout_s:g})",
     )
     serve.add_argument(
+        "--read-timeout-s",
+        type=float,
+        default=_DEFAULTS.read_timeout_s,
+        help="how long request headers or a body may stall before the fake answers 408 or closes "
+        f"(default {_DEFAULTS.read_timeout_s:g})",
+    )
+    serve.add_argument(
         "--log-format",
         choices=("plain", *LOG_FORMATS),
         default="plain",
@@ -99,7 +107,7 @@ def _check_state_dir(path: Path) -> None:
     if path.exists() and not path.is_dir():
         raise UsageError(f"--state-dir {path} is not a directory: give a folder for the fake's state")
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        private_dir(path)
     except OSError as exc:
         raise UsageError(f"--state-dir {path} cannot be created ({exc.strerror})") from exc
     if not os.access(path, os.W_OK | os.X_OK):
@@ -116,6 +124,7 @@ async def _serve(args: argparse.Namespace) -> None:
         https_port=None if args.no_https else args.https_port,
         poll_hold_s=args.poll_hold_s,
         sync_timeout_s=args.sync_timeout_s,
+        read_timeout_s=args.read_timeout_s,
         seed=_load_seed(args.seed_config),
     )
     try:

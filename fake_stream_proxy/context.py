@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from .auth import Auth
+from .faults.store import FaultStore
 from .provenance import Provenance
 from .storage import Storage
 
@@ -24,6 +25,14 @@ ResourceCreator = Callable[[dict[str, Any]], dict[str, Any]]
 Seeder = Callable[[dict[str, Any]], None]
 
 
+# Resets (rid, branch)'s stream to a new empty view as `POST .../reset` does; registered by the streams service.
+StreamReset = Callable[[str, str], object]
+
+
+def _no_streams(rid: str, branch: str) -> object:
+    raise RuntimeError("no streams service registered a stream reset")
+
+
 @dataclass
 class FakeOptions:
     """Tunables from the CLI or `FakeServer(...)`; tests shorten the waits."""
@@ -31,6 +40,7 @@ class FakeOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     poll_hold_s: float = 20.0  # how long an empty compute-module job poll is held open
     sync_timeout_s: float = 30.0  # how long Contour's sync execute waits for a result
+    read_timeout_s: float = 30.0  # how long request headers or a body may stall before 408 / close (deadlines.py)
 
 
 @dataclass
@@ -47,6 +57,9 @@ class FakeContext:
     seeders: dict[str, Seeder] = field(default_factory=dict)
     # Run when the fake stops, before in-flight requests are awaited (e.g. to answer held long-polls).
     shutdown_hooks: list[Callable[[], None]] = field(default_factory=list)
+    # The fault rules the admin injected (faults/), and the stream reset their resetStream action uses.
+    faults: FaultStore = field(default_factory=FaultStore)
+    stream_reset: StreamReset = _no_streams
     # Where the fake listens, set once it does: plain http, and https with its local CA (function mode).
     url: str = ""
     https_url: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 from aiohttp import web
@@ -11,11 +12,30 @@ from .errors import bad_request
 
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 10_000
+# Offsets and limits are Foundry Longs: anything outside int64 is a 400 (SQLite could not bind it anyway).
+MAX_LONG = 2**63 - 1
+
+
+def parse_json(raw: bytes, charset: str | None = None) -> Any:
+    """`raw` as JSON; every way a body can be malformed (bad bytes, bad JSON, absurd nesting) is a 400."""
+    try:
+        return json.loads(raw.decode(charset or "utf-8"))
+    except (UnicodeDecodeError, LookupError):
+        raise bad_request("InvalidRequestBody", message=f"body is not valid {charset or 'UTF-8'} text") from None
+    except RecursionError:
+        raise bad_request("InvalidRequestBody", message="body nests JSON too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise bad_request("InvalidRequestBody", message=f"body is not valid JSON: {exc}") from None
+
+
+async def read_json(request: web.Request) -> Any:
+    """The body as JSON, with `parse_json`'s 400s (aiohttp's `request.json()` lets them out as 500s)."""
+    return parse_json(await request.read(), request.charset)
 
 
 async def json_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
     """The body as a JSON object. `optional`: no body reads as `{}`; otherwise it is invalid JSON (400)."""
-    body = {} if optional and not request.can_read_body else await request.json()
+    body = {} if optional and not request.can_read_body else await read_json(request)
     if not isinstance(body, dict):
         raise bad_request("InvalidRequestBody", message="expected a JSON object")
     return body
@@ -45,8 +65,8 @@ def query_int(request: web.Request, name: str, default: int | None, minimum: int
         value = int(raw)
     except ValueError:
         value = minimum - 1
-    if value < minimum:
-        raise bad_request("Default:InvalidArgument", message=f"{name} must be an integer >= {minimum}")
+    if not minimum <= value <= MAX_LONG:
+        raise bad_request("Default:InvalidArgument", message=f"{name} must be an integer from {minimum} to {MAX_LONG}")
     return value
 
 
@@ -59,8 +79,9 @@ def non_negative_int(request: web.Request, name: str) -> int | None:
         value = int(raw)
     except ValueError:
         value = -1
-    if value < 0:
-        raise bad_request("Default:InvalidArgument", **{name: raw}, message=f"{name} must be a non-negative integer")
+    if not 0 <= value <= MAX_LONG:
+        message = f"{name} must be an integer from 0 to {MAX_LONG}"
+        raise bad_request("Default:InvalidArgument", **{name: raw}, message=message)
     return value
 
 

@@ -3,6 +3,9 @@
 Each service module owns its tables and registers their DDL with `ensure_schema`; this module knows
 nothing of streams, datasets or media sets. WAL mode with synchronous=NORMAL survives a killed
 process (the case the fake must handle: tests SIGKILL and restart it) at a fraction of FULL's cost.
+
+The database holds job tokens, so it (and its -wal/-shm) is owner-only (0600), and a state dir or blob
+folder the fake creates is 0700.
 """
 
 from __future__ import annotations
@@ -32,17 +35,33 @@ CREATE TABLE IF NOT EXISTS resources (
 """
 
 
+DB_NAME = "fake-foundry.sqlite3"
+
+
+def private_dir(path: Path) -> Path:
+    """`path`, created owner-only (0700) if missing; an existing folder is the user's and keeps its mode."""
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)  # mkdir's mode is filtered by the umask
+    return path
+
+
+def _private_file(path: Path) -> None:
+    """Create `path` owner-only before SQLite opens it: SQLite gives its -wal and -shm the same mode."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            file.chmod(0o600)
+
+
 class Storage:
     """A thin, synchronous wrapper: handlers are short, and one writer keeps SQLite simple."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.state_dir = Path(state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.blob_dir = self.state_dir / "blobs"
-        self.blob_dir.mkdir(exist_ok=True)
-        self.db = sqlite3.connect(
-            self.state_dir / "fake-foundry.sqlite3", isolation_level=None, check_same_thread=False
-        )
+        self.state_dir = private_dir(Path(state_dir))
+        self.blob_dir = private_dir(self.state_dir / "blobs")
+        _private_file(self.state_dir / DB_NAME)
+        self.db = sqlite3.connect(self.state_dir / DB_NAME, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")

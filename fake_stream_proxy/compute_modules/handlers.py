@@ -34,7 +34,7 @@ async def _json(request: web.Request) -> Any:
         return {}
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise bad_body("the request body is not valid JSON") from None
 
 

@@ -198,15 +198,15 @@ class SubscriberHandlers:
         subscriber_id = body.get("subscriberId")
         if not isinstance(subscriber_id, str) or not 0 < len(subscriber_id) <= MAX_SUBSCRIBER_ID_LENGTH:
             raise bad_request("InvalidRequestBody", message="subscriberId must be a string of 1 to 256 characters")
-        self._authorize(request, "CreateSubscriberPermissionDenied", subscriber_id)
+        principal = self._authorize(request, "CreateSubscriberPermissionDenied", subscriber_id)
         stream = self.streams.stream(rid, branch)
-        subscriber = self.store.create(stream, subscriber_id, body.get("readPosition"))
+        subscriber = self.store.create(principal, stream, subscriber_id, body.get("readPosition"))
         return web.json_response(subscriber.to_json(stream.view_rid))
 
     async def delete(self, request: web.Request) -> web.Response:
         subscriber_id = request.match_info["subscriberId"]
-        self._authorize(request, "DeleteSubscriberPermissionDenied", subscriber_id)
-        self.store.delete(self.streams.stream(*path_stream(request)), subscriber_id)
+        principal = self._authorize(request, "DeleteSubscriberPermissionDenied", subscriber_id)
+        self.store.delete(principal, self.streams.stream(*path_stream(request)), subscriber_id)
         return web.Response(status=204)
 
     async def read_records(self, request: web.Request) -> web.Response:
@@ -232,10 +232,11 @@ class SubscriberHandlers:
     async def commit_offsets(self, request: web.Request) -> web.Response:
         rid, branch = path_stream(request)
         subscriber_id = request.match_info["subscriberId"]
-        self._authorize(request, "CommitSubscriberOffsetsPermissionDenied", subscriber_id)
+        principal = self._authorize(request, "CommitSubscriberOffsetsPermissionDenied", subscriber_id)
         body = await json_object(request)
         stream = self.streams.stream(rid, branch, optional_str(body, "viewRid"))
-        return web.json_response(positions_json(self.store.commit(stream, subscriber_id, body.get("offsets"))))
+        committed = self.store.commit(principal, stream, subscriber_id, body.get("offsets"))
+        return web.json_response(positions_json(committed))
 
     async def get_read_position(self, request: web.Request) -> web.Response:
         rid, branch = path_stream(request)
@@ -247,7 +248,8 @@ class SubscriberHandlers:
     async def reset_offsets(self, request: web.Request) -> web.Response:
         rid, branch = path_stream(request)
         subscriber_id = request.match_info["subscriberId"]
-        self._authorize(request, "ResetSubscriberOffsetsPermissionDenied", subscriber_id)
+        principal = self._authorize(request, "ResetSubscriberOffsetsPermissionDenied", subscriber_id)
         body = await json_object(request)
         stream = self.streams.stream(rid, branch)
-        return web.json_response(positions_json(self.store.reset(stream, subscriber_id, body.get("position"))))
+        moved = self.store.reset(principal, stream, subscriber_id, body.get("position"))
+        return web.json_response(positions_json(moved))

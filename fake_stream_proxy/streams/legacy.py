@@ -13,7 +13,7 @@ from aiohttp import web
 from ..auth import Auth
 from ..context import FakeContext
 from ..errors import bad_request, not_found
-from ..params import json_object, query_int
+from ..params import json_object, query_int, read_json
 from .handlers import authorize_stream
 from .store import Stream, StreamStore
 
@@ -65,7 +65,7 @@ class LegacyHandlers:
         principal = authorize_stream(
             self.auth, request, stream.rid, stream.branch, "write", "PublishRecordsToStreamPermissionDenied"
         )
-        body = await request.json()
+        body = await read_json(request)
         if not isinstance(body, list) or not all(isinstance(item, dict) and "value" in item for item in body):
             raise bad_request("InvalidRequestBody", message='expected a list of {"value": {...}}')
         placed = self.store.publish(principal, stream, [item["value"] for item in body], "legacy.jsonRecords")

@@ -3,6 +3,10 @@
 readRecords starts at the committed position and, without autoCommit, does not move it: a connector that
 dies before commitOffsets reads the same records again. Re-creating an existing subscriber returns it with
 its positions intact, so a restarted connector resumes where it committed.
+
+A subscriber belongs to the job that created it: another job may read it but not move, reset or delete it
+(403, the action's `...PermissionDenied`); the admin may do anything. Subscribers the admin created, or that
+predate owners, have none and any job with read access may use them.
 """
 
 from __future__ import annotations
@@ -12,11 +16,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..auth import Principal
-from ..errors import bad_request, conflict, not_found
+from ..errors import bad_request, conflict, not_found, permission_denied
 from ..ids import now_iso
 from .store import Positions, Stream, StreamStore, dump_json
 
 MAX_READ_LIMIT = 1000
+# Its own table rather than a column, so state dirs from before owners need no migration.
+OWNER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS stream_subscriber_owners (
+    subscriber_id TEXT PRIMARY KEY REFERENCES stream_subscribers (subscriber_id) ON DELETE CASCADE,
+    job_rid TEXT NOT NULL
+);
+"""
 Records = list[tuple[int, Any]]  # (offset, value)
 
 
@@ -52,6 +63,7 @@ class SubscriberStore:
     def __init__(self, streams: StreamStore) -> None:
         self.streams = streams
         self.storage = streams.storage
+        self.storage.ensure_schema(OWNER_SCHEMA)
 
     def _find(self, subscriber_id: str) -> Subscriber | None:
         row = self.storage.one("SELECT * FROM stream_subscribers WHERE subscriber_id = ?", (subscriber_id,))
@@ -72,7 +84,19 @@ class SubscriberStore:
             raise not_found("SubscriberNotFound", subscriberId=subscriber_id)
         return subscriber
 
-    def create(self, stream: Stream, subscriber_id: str, read_position: Any) -> Subscriber:
+    def _owned(self, principal: Principal, stream: Stream, subscriber_id: str, denied: str) -> None:
+        """403 `denied` unless `principal` may change the subscriber: the admin, its owner, or it has none."""
+        self.subscriber(stream, subscriber_id)
+        if principal.is_admin:
+            return
+        row = self.storage.one("SELECT job_rid FROM stream_subscriber_owners WHERE subscriber_id = ?", (subscriber_id,))
+        if row is not None and row["job_rid"] != principal.job_rid:
+            raise permission_denied(
+                denied, datasetRid=stream.rid, streamBranchName=stream.branch, subscriberSubscriberId=subscriber_id,
+                message="the subscriber belongs to another job",
+            )  # fmt: skip
+
+    def create(self, principal: Principal, stream: Stream, subscriber_id: str, read_position: Any) -> Subscriber:
         """Idempotent: a restarted connector re-creates its subscriber and must keep its positions."""
         with self.storage.transaction():
             existing = self._find(subscriber_id)
@@ -96,13 +120,19 @@ class SubscriberStore:
                 (subscriber_id, stream.rid, stream.branch, dump_json(position), dump_json(subscriber.start_offsets),
                  subscriber.created_time),
             )  # fmt: skip
+            if principal.job_rid is not None:
+                self.storage.execute(
+                    "INSERT INTO stream_subscriber_owners (subscriber_id, job_rid) VALUES (?, ?)",
+                    (subscriber_id, principal.job_rid),
+                )
             self._set_positions(subscriber_id, stream.view_rid, start)
         return subscriber
 
-    def delete(self, stream: Stream, subscriber_id: str) -> None:
+    def delete(self, principal: Principal, stream: Stream, subscriber_id: str) -> None:
         with self.storage.transaction():
-            self.subscriber(stream, subscriber_id)
+            self._owned(principal, stream, subscriber_id, "DeleteSubscriberPermissionDenied")
             self.storage.execute("DELETE FROM stream_subscriber_offsets WHERE subscriber_id = ?", (subscriber_id,))
+            self.storage.execute("DELETE FROM stream_subscriber_owners WHERE subscriber_id = ?", (subscriber_id,))
             self.storage.execute("DELETE FROM stream_subscribers WHERE subscriber_id = ?", (subscriber_id,))
 
     def positions(self, stream: Stream, subscriber_id: str) -> Positions:
@@ -121,6 +151,8 @@ class SubscriberStore:
         auto_commit: bool,
     ) -> dict[int, Records]:  # fmt: skip
         """Up to `limit` records from the subscriber's positions; `autoCommit` moves them past what it returns."""
+        if auto_commit:  # a commit: only for whoever may commit
+            self._owned(principal, stream, subscriber_id, "ReadRecordsFromSubscriberPermissionDenied")
         start = self.positions(stream, subscriber_id)
         selected = list(range(stream.partitions)) if partitions is None else partitions
         limit = min(limit, MAX_READ_LIMIT)  # the SDK documents silent capping, not an error
@@ -134,9 +166,9 @@ class SubscriberStore:
             self.streams.record_read(principal, stream, "readRecords", placed, subscriberId=subscriber_id)
         return taken
 
-    def commit(self, stream: Stream, subscriber_id: str, offsets: Any) -> Positions:
+    def commit(self, principal: Principal, stream: Stream, subscriber_id: str, offsets: Any) -> Positions:
         """`offsets` are the last the caller processed; the next read starts after them."""
-        self.subscriber(stream, subscriber_id)
+        self._owned(principal, stream, subscriber_id, "CommitSubscriberOffsetsPermissionDenied")
         committed = stream.offsets(offsets, "offsets")
         ends = self.streams.end_offsets(stream)
         for partition, offset in committed.items():
@@ -150,8 +182,8 @@ class SubscriberStore:
             self._set_positions(subscriber_id, stream.view_rid, moved)
         return moved
 
-    def reset(self, stream: Stream, subscriber_id: str, position: Any) -> Positions:
-        self.subscriber(stream, subscriber_id)
+    def reset(self, principal: Principal, stream: Stream, subscriber_id: str, position: Any) -> Positions:
+        self._owned(principal, stream, subscriber_id, "ResetSubscriberOffsetsPermissionDenied")
         with self.storage.transaction():
             new = self.resolve_position(stream, position)
             self._set_positions(subscriber_id, stream.view_rid, new)

@@ -228,3 +228,43 @@ async def test_subscriber_calls_need_preview(admin: Admin) -> None:
     assert status == 400 and body["errorName"] == "ApiFeaturePreviewUsageOnly"
     status, body = await admin.call("POST", hs(rid, suffix="/subscribers/x/readRecords"), json={})
     assert status == 400 and body["errorName"] == "ApiFeaturePreviewUsageOnly"
+
+
+async def test_only_the_job_that_created_a_subscriber_may_move_reset_or_delete_it(admin: Admin) -> None:
+    source = (await make_stream(admin, "owned"))["rid"]
+    await publish(admin, source, [{"id": i} for i in range(3)])
+    owner = (await admin.job({"in": source}, {}))["token"]
+    other = (await admin.job({"in": source}, {}))["token"]
+    assert (await create(admin, source, "mine", owner))[0] == 200
+    # The other job may see it (re-create is idempotent, reads without commit do not move it) ...
+    assert (await create(admin, source, "mine", other))[0] == 200
+    assert offsets_of(await read(admin, source, "mine", other)) == [0, 1, 2]
+    assert await position(admin, source, "mine") == {"0": 0}
+    # ... but not change it.
+    denied = [
+        ("commitOffsets", {"offsets": {"0": 1}}, "CommitSubscriberOffsetsPermissionDenied"),
+        ("resetOffsets", {"position": {"type": "latest"}}, "ResetSubscriberOffsetsPermissionDenied"),
+        ("readRecords", {"autoCommit": True}, "ReadRecordsFromSubscriberPermissionDenied"),
+    ]
+    for action, body, error_name in denied:
+        status, answer = await admin.call("POST", sub(source, "mine", action), other, params=PREVIEW, json=body)
+        assert status == 403, (action, answer)
+        assert_envelope(answer, error_name, "PERMISSION_DENIED")
+        assert answer["parameters"]["subscriberSubscriberId"] == "mine"
+    status, answer = await admin.call("DELETE", v2(source, suffix="/subscribers/mine"), other, params=PREVIEW)
+    assert status == 403
+    assert_envelope(answer, "DeleteSubscriberPermissionDenied", "PERMISSION_DENIED")
+    assert await position(admin, source, "mine") == {"0": 0}
+    # The owner may, and so may the admin.
+    for action, body, _ in denied:
+        status, answer = await admin.call("POST", sub(source, "mine", action), owner, params=PREVIEW, json=body)
+        assert status == 200, (action, answer)
+    assert (await commit(admin, source, "mine", {"0": 0}))[0] == 200
+    status, _ = await admin.call("DELETE", v2(source, suffix="/subscribers/mine"), owner, params=PREVIEW)
+    assert status == 204
+    # A subscriber the admin created has no owner: any job that can read the stream may use it.
+    assert (await create(admin, source, "shared"))[0] == 200
+    status, _ = await admin.call(
+        "POST", sub(source, "shared", "commitOffsets"), other, params=PREVIEW, json={"offsets": {"0": 0}}
+    )
+    assert status == 200
