@@ -43,6 +43,7 @@ from fake_stream_proxy import FakeServer
 from ._connector import Connector
 from ._driver import Driver
 from ._env.environment import Environment, ResourceRef, load_environment
+from ._fault_testing import Faults
 from ._function_testing import Contour, ContourResult, Runtime
 from ._handles import Binding, Handle
 from ._http import FoundryClient
@@ -53,6 +54,7 @@ __all__ = [
     "Contour",
     "ContourResult",
     "FakeFoundry",
+    "Faults",
     "Job",
     "Runtime",
     "bind_handle",
@@ -348,6 +350,11 @@ class FakeFoundry:
             body |= {"deployedAppRid": deployed_app_rid, "branch": branch}
         created = await self.call("POST", "/_emulate/foundry/compute-modules/runtimes", json=body)
         return Runtime(self, runtime_id, created["moduleAuthToken"], deployed_app_rid, created["environment"])
+
+    @property
+    def faults(self) -> Faults:
+        """Fault injection on this fake: statuses, latency, dropped connections, garbage, token expiry, resets."""
+        return Faults(self)
 
     @property
     def contour(self) -> Contour:

@@ -8,39 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from framework.testing import FakeFoundry
 
 from ..sls_rules import assert_service_1
 from .connector_process import ConnectorProcess, start_cli
-from .fault_proxy import FaultProxy
 from .stream_support import NULLABLE_X, doubler_streams, total, wait_until
 
 pytestmark = pytest.mark.timeout(60)
-
-_PUBLISH = re.compile(r"/publishRecords$")
-
-
-class RefusePublishes(FaultProxy):
-    """Answers the first `refuse` publishRecords calls with 503, as Foundry does while a node restarts."""
-
-    def __init__(self, upstream: str, refuse: int) -> None:
-        super().__init__(upstream)
-        self.refuse = refuse
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        if request.method == "POST" and _PUBLISH.search(request.path) and self.refuse > 0:
-            self.refuse -= 1
-            return web.json_response(
-                {"errorCode": "INTERNAL", "errorName": "Unavailable", "parameters": {}}, status=503
-            )
-        return await super()._handle(request)
 
 
 def service_lines(process: ConnectorProcess) -> list[dict[str, Any]]:
@@ -58,26 +37,24 @@ async def test_sls_run_with_invalid_record_and_retried_fault(tmp_path: Path) -> 
     async with FakeFoundry(tmp_path) as foundry:
         s = await doubler_streams(foundry, partitions=1, numbers_schema=NULLABLE_X)
         await foundry.publish(s.numbers, [{"x": i} for i in range(20)] + [{"x": None}])
-        proxy = RefusePublishes(foundry.url, refuse=2)
-        async with proxy:
-            environ = {
-                **s.job.environ,
-                "FOUNDRY_URL": proxy.url,
-                "CONNECTOR_LOG_FORMAT": "sls",
-                "CONNECTOR_PROGRESS_INTERVAL_S": "0.2",
-                "CONNECTOR_RETRY_INITIAL_BACKOFF_S": "0.01",
-            }
-            process = await start_cli(tmp_path, "sls", "run", "tests.e2e.sls_connector:LoudDoubler", environ=environ)
-            try:
+        await foundry.faults.add({"status": 503}, method="POST", path="*/publishRecords", job=s.job.rid, next=2)
+        environ = {
+            **s.job.environ,
+            "CONNECTOR_LOG_FORMAT": "sls",
+            "CONNECTOR_PROGRESS_INTERVAL_S": "0.2",
+            "CONNECTOR_RETRY_INITIAL_BACKOFF_S": "0.01",
+        }
+        process = await start_cli(tmp_path, "sls", "run", "tests.e2e.sls_connector:LoudDoubler", environ=environ)
+        try:
 
-                async def done() -> bool:
-                    outputs = await total(foundry, s.doubled) >= 20 and await total(foundry, s.dead) >= 1
-                    return outputs and '"message":"progress"' in process.output()
+            async def done() -> bool:
+                outputs = await total(foundry, s.doubled) >= 20 and await total(foundry, s.dead) >= 1
+                return outputs and '"message":"progress"' in process.output()
 
-                await wait_until(done, "20 outputs, 1 dead letter and a progress line", timeout_s=30)
-            finally:
-                assert await process.stop() == 0, process.output()
-        assert proxy.refuse == 0
+            await wait_until(done, "20 outputs, 1 dead letter and a progress line", timeout_s=30)
+        finally:
+            assert await process.stop() == 0, process.output()
+        assert [rule["fired"] for rule in await foundry.faults.list()] == [2]
 
     text = process.output()
     for secret in (s.job.token, "url-pass-9c1e", "query-key-77b0"):
