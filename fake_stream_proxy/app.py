@@ -16,6 +16,7 @@ from aiohttp import web
 
 from . import admin
 from .auth import Auth
+from .catalog import routes as catalog
 from .compute_modules import routes as compute_modules
 from .context import CONTEXT, DEFAULT_MAX_BODY_BYTES, FakeContext, FakeOptions
 from .datasets import routes as datasets
@@ -26,6 +27,7 @@ from .faults.middleware import fault_middleware
 from .media_sets import routes as media_sets
 from .provenance import Provenance
 from .routing import Service, register
+from .stack import Stack, load_stack
 from .storage import Storage, private_dir
 from .streams import routes as streams
 from .tls import ensure_tls
@@ -36,6 +38,7 @@ SERVICES: tuple[Service, ...] = (
     datasets.route_tables,
     media_sets.route_tables,
     compute_modules.route_tables,
+    catalog.route_tables,
     faults.route_tables,
 )
 
@@ -123,6 +126,7 @@ class FakeServer:
         sync_timeout_s: float = 30.0,
         read_timeout_s: float = 30.0,
         seed: dict[str, Any] | None = None,
+        stack: Path | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.host = host
@@ -132,6 +136,8 @@ class FakeServer:
             max_body_bytes, poll_hold_s=poll_hold_s, sync_timeout_s=sync_timeout_s, read_timeout_s=read_timeout_s
         )
         self.seed = seed
+        self.stack = stack
+        self.job_folders: dict[str, Path] = {}  # stack job name -> folder with its token, alias map and env
         self.admin_token = load_admin_token(self.state_dir, admin_token)
         self.ca_path: Path | None = None
         self._runner: web.AppRunner | None = None
@@ -153,6 +159,8 @@ class FakeServer:
         ctx = app[CONTEXT]
         if self.seed:
             apply_seed(ctx, self.seed)
+        stack = Stack(ctx, load_stack(self.stack)) if self.stack is not None else None
+        rids = stack.apply() if stack is not None else {}  # raises StackError before anything is served
         self._runner = web.AppRunner(app, access_log=None, **runner_settings(self.options.read_timeout_s))
         await self._runner.setup()
         self.port = await self._listen(web.TCPSite(self._runner, self.host, self.port, reuse_address=True))
@@ -164,6 +172,8 @@ class FakeServer:
             self.https_port = await self._listen(site)
             self.ca_path = tls.ca
         ctx.url, ctx.https_url, ctx.ca_path = self.url, self.https_url, self.ca_path
+        if stack is not None:
+            self.job_folders = stack.write_jobs(rids, self.url)
 
     @staticmethod
     async def _listen(site: web.TCPSite) -> int:

@@ -13,10 +13,10 @@ from typing import Any
 
 import yaml
 
-from framework._logging import LOG_FORMATS, configure_logging
-
+from . import inspect
 from .app import FakeServer
 from .context import DEFAULT_MAX_BODY_BYTES, FakeOptions
+from .stack import StackError
 from .storage import private_dir
 
 _DEFAULTS = FakeOptions()
@@ -57,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
         "created before the URL is printed",
     )
     serve.add_argument(
+        "--stack",
+        type=Path,
+        default=None,
+        help="YAML declaring streams, datasets, media sets, jobs and runtimes; created before the URL is printed "
+        "(idempotent), with each job's token, alias map and env file under DIR/jobs/<name>/",
+    )
+    serve.add_argument(
         "--poll-hold-s",
         type=float,
         default=_DEFAULTS.poll_hold_s,
@@ -77,10 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--log-format",
-        choices=("plain", *LOG_FORMATS),
+        choices=("plain", "json", "console", "sls"),
         default="plain",
         help="plain text on stderr (default), or structured lines on stdout: json, console, or sls (service.1)",
     )
+    inspect.add_commands(sub)
     return parser
 
 
@@ -114,6 +122,17 @@ def _check_state_dir(path: Path) -> None:
         raise UsageError(f"--state-dir {path} is not writable: give a folder the fake may write to")
 
 
+_structured = False
+
+
+def _event(event: str, **fields: Any) -> None:
+    """A structured line (json, console or SLS) about the fake itself; nothing in the default plain mode."""
+    if _structured:
+        from framework._logging import get_logger
+
+        get_logger("fake_stream_proxy").info(event, **fields)
+
+
 async def _serve(args: argparse.Namespace) -> None:
     fake = FakeServer(
         args.state_dir,
@@ -126,12 +145,15 @@ async def _serve(args: argparse.Namespace) -> None:
         sync_timeout_s=args.sync_timeout_s,
         read_timeout_s=args.read_timeout_s,
         seed=_load_seed(args.seed_config),
+        stack=args.stack,
     )
     try:
         await fake.start()
     except OSError as exc:
         https = "" if args.no_https else f" (https on port {args.https_port})"
         raise UsageError(f"cannot serve on {args.host}:{args.port}{https}: {exc.strerror or exc}") from exc
+    except StackError as exc:
+        raise UsageError(f"--stack {exc}") from exc
     except (ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"--seed-config {args.seed_config}: {exc}") from exc
     stop = asyncio.Event()
@@ -143,18 +165,29 @@ async def _serve(args: argparse.Namespace) -> None:
     print(f"admin token: {fake.admin_token} (also in {args.state_dir / 'admin-token'})", flush=True)
     if fake.https_url is not None:
         print(f"compute-module runtime (https) on {fake.https_url}; CA: {fake.ca_path}", flush=True)
+    for name, folder in fake.job_folders.items():
+        print(f"job {name}: env file {folder / 'env'}", flush=True)
+    _event("fake serving", url=fake.url, https_url=fake.https_url, state_dir=str(args.state_dir))
     try:
         await stop.wait()
     finally:
         await fake.stop()
+        _event("fake stopped")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in inspect.COMMANDS:
+        return inspect.run(args)
     if args.log_format == "plain":
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     else:
-        configure_logging(args.log_format, "WARNING")
+        from framework._logging import configure_logging  # the framework's renderers, loaded only when asked
+
+        global _structured
+        _structured = True
+        configure_logging(args.log_format, "INFO")
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     try:
         _check_state_dir(args.state_dir)
         asyncio.run(_serve(args))

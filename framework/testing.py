@@ -256,7 +256,7 @@ class FakeFoundry:
         folder = self.state_dir / f"job-{self._jobs}"
         folder.mkdir(parents=True, exist_ok=True)
         token_file, alias_file = folder / "token", folder / "resource-alias-map.json"
-        token_file.write_text(created["token"] + "\n")
+        token_file.write_text(created["token"])  # as Foundry mounts it: clients use the content as is
         alias_file.write_text(json.dumps(created["resourceAliasMap"]))
         environ = {
             "BUILD2_TOKEN": str(token_file),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import sys
@@ -90,3 +91,26 @@ async def test_explicit_admin_token_and_busy_port(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 15)
+
+
+async def test_sls_log_format_for_the_fake(tmp_path: Path) -> None:
+    from ..sls_rules import assert_service_1
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fake_stream_proxy", "serve", "--port", "0", "--https-port", "0",
+        "--state-dir", str(tmp_path / "s"), "--log-format", "sls",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    printed = [(await asyncio.wait_for(process.stdout.readline(), 20)).decode() for _ in range(4)]
+    process.send_signal(signal.SIGTERM)
+    rest, err = await asyncio.wait_for(process.communicate(), 15)
+    assert process.returncode == 0 and err == b""
+    assert printed[0].startswith("fake-stream-proxy listening on http://127.0.0.1:")
+    lines = [json.loads(line) for line in [printed[3], *rest.decode().splitlines()]]
+    for line in lines:
+        assert_service_1(line)
+    assert [line["message"] for line in lines] == ["fake serving", "fake stopped"]
+    assert lines[0]["origin"] == "fake_stream_proxy" and lines[0]["unsafeParams"]["url"].startswith("http://")
+    token = printed[1].split()[2]
+    assert all(token not in json.dumps(line) for line in lines)

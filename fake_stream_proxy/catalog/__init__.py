@@ -1,0 +1,1 @@
+"""Read-only views across services for people and tools: resources, jobs, lineage (the CLI and the web page)."""

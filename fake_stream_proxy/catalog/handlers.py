@@ -1,0 +1,27 @@
+"""Admin-only read views; shapes are `{"data": [...]}` lists like the SDK's pages (without paging)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..auth import Auth
+from .store import CatalogStore
+
+
+class CatalogHandlers:
+    def __init__(self, auth: Auth, store: CatalogStore) -> None:
+        self.auth = auth
+        self.store = store
+
+    async def resources(self, request: web.Request) -> web.Response:
+        self.auth.require_admin(request)
+        found = self.store.resources(request.query.get("type"))
+        return web.json_response({"data": [r.to_json() for r in found]})
+
+    async def jobs(self, request: web.Request) -> web.Response:
+        self.auth.require_admin(request)
+        return web.json_response({"data": self.store.jobs()})
+
+    async def lineage(self, request: web.Request) -> web.Response:
+        self.auth.require_admin(request)
+        return web.json_response(self.store.lineage())
