@@ -13,7 +13,6 @@ control characters), which lets the store keep a batch as newline-separated JSON
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,14 +23,18 @@ from ..errors import bad_request
 
 Records = list[tuple[int, bytes]]  # (offset, the record's stored JSON)
 
-# 19 digits may exceed the 64-bit range orjson keeps exact; a false alarm (a long string) costs only speed.
-_LONG_DIGITS = re.compile(rb"\d{19}")
+# 19 digits in a row may be an integer past the 64-bit range orjson keeps exact (a false alarm, such as a
+# long string of digits, costs only speed). Every digit maps to 0 so one substring search finds any such
+# run: ten times faster than a regular expression, which was a fifth of publish's time.
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_NUMBER = b"0" * 19
 _UTF8 = frozenset({None, "utf-8", "utf8"})
+_NEWLINE = orjson.Fragment(b"\n")
 
 
 def parse_json(raw: bytes, charset: str | None) -> tuple[Any, bool]:
     """(value, strict): orjson's parse when it is exactly what `json.loads` gives, else json.loads's."""
-    if (charset or "utf-8").lower() in _UTF8 and _LONG_DIGITS.search(raw) is None:
+    if (charset or "utf-8").lower() in _UTF8 and _LONG_NUMBER not in raw.translate(_DIGITS_TO_ZERO):
         try:
             return orjson.loads(raw), True
         except orjson.JSONDecodeError:
@@ -54,11 +57,22 @@ async def json_list(request: web.Request) -> tuple[Any, bool]:
     return parse_json(await request.read(), request.charset)
 
 
-def encode_records(values: list[Any], strict: bool) -> list[bytes]:
-    """Each record's compact JSON, as stored and as measured against the record size limit."""
-    if strict:
-        return list(map(orjson.dumps, values))
-    return [json.dumps(v, separators=(",", ":")).encode() for v in values]
+def encode_records(records: list[dict[str, Any]], strict: bool) -> list[bytes]:
+    """Each record's compact JSON, as stored and as measured against the record size limit.
+
+    orjson encodes the batch as one list with a raw newline (a Fragment, written verbatim) between records,
+    and the result is split there: orjson never writes a newline byte of its own, and one `orjson.dumps`
+    per record costs 30 times more here (each result is allocated big, then shrunk).
+    """
+    if not strict:
+        return [json.dumps(v, separators=(",", ":")).encode() for v in records]
+    if not records:
+        return []
+    interleaved: list[Any] = [_NEWLINE] * (2 * len(records) - 1)
+    interleaved[::2] = records
+    pieces = orjson.dumps(interleaved)[1:-1].split(b",\n,")
+    assert len(pieces) == len(records), "orjson wrote a newline byte of its own"
+    return pieces
 
 
 def offset_values(records: Records) -> bytes:

@@ -6,13 +6,14 @@ import copy
 import json
 from typing import Any
 
+import orjson
 import pytest
 
 from fake_stream_proxy import FakeServer
 from fake_stream_proxy.streams.compiled import compile_check
 from fake_stream_proxy.streams.records import CHUNK_RECORDS
 from fake_stream_proxy.streams.schema import check_schema, validate_record
-from fake_stream_proxy.streams.wire import parse_json
+from fake_stream_proxy.streams.wire import encode_records, parse_json
 from tests.conftest import Admin
 from tests.fake.stream_helpers import PREVIEW, end_offsets, field, get_records, hs, make_stream, publish
 from tests.fake.test_streams_api import CASES
@@ -95,3 +96,15 @@ async def test_reads_across_chunks_and_restarts(fake: FakeServer, admin: Admin) 
         "GET", f"/stream-proxy/api/streams/{rid}/branches/master/records", params={"limit": "1001"}
     )
     assert [r["offset"] for r in latest if r["partitionId"] == "0"] == list(range(ends["0"] - 1001, ends["0"]))
+
+
+def test_batch_encoding_equals_one_record_at_a_time() -> None:
+    records: list[dict[str, Any]] = [
+        {"x": 1},
+        {"s": "line\nbreak,\n,", "u": "\u00e9\u2028", "nested": [{"a": None}, [], {}]},
+        {},
+        {"f": 1.5e300, "n": -(2**63)},
+    ]
+    assert encode_records(records, strict=True) == [orjson.dumps(r) for r in records]
+    assert encode_records(records[:1], strict=True) == [b'{"x":1}'] and encode_records([], strict=True) == []
+    assert encode_records(records, strict=False) == [json.dumps(r, separators=(",", ":")).encode() for r in records]
