@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from benchmarks import dataset_read_rss, stream_throughput
+from benchmarks import dataset_read_rss, fake_ingest, stream_throughput
 
 
 def main() -> int:
@@ -13,6 +13,8 @@ def main() -> int:
     asyncio.run(stream_throughput.main(20_000))
     print("\n== dataset read: peak RSS of streamed batches vs the whole table, >= 1 GiB", flush=True)
     asyncio.run(dataset_read_rss.main(1.0))
+    print("\n== fake ingest and reads: the fake against a minimal aiohttp server, and its state size", flush=True)
+    asyncio.run(fake_ingest.main(200_000))
     return 0
 
 

@@ -24,6 +24,7 @@ from ..params import json_object, optional_str, query_int, require_preview
 from .schema import SchemaError, check_schema
 from .store import STREAM_TYPES, StreamStore
 from .subscribers import SubscriberStore, positions_json
+from .wire import by_partition, json_body, json_response, offset_values
 
 # getRecords is a "server-defined limit" in the SDK; a small one makes clients page like they must on Foundry.
 MAX_GET_RECORDS = 1000
@@ -131,22 +132,22 @@ class StreamHandlers:
     async def publish_record(self, request: web.Request) -> web.Response:
         rid, branch = path_stream(request)
         principal = authorize_stream(self.auth, request, rid, branch, "write", "PublishRecordToStreamPermissionDenied")
-        body = await json_object(request)
+        body, strict = await json_body(request)
         if "record" not in body:
             raise bad_request("InvalidRequestBody", message="record is required")
         stream = self.store.stream(rid, branch, optional_str(body, "viewRid"))
-        self.store.publish(principal, stream, [body["record"]], "publishRecord")
+        self.store.publish(principal, stream, [body["record"]], "publishRecord", strict=strict)
         return web.Response(status=204)
 
     async def publish_records(self, request: web.Request) -> web.Response:
         rid, branch = path_stream(request)
         denied = "PublishRecordsToStreamPermissionDenied"
         principal = authorize_stream(self.auth, request, rid, branch, "write", denied)
-        body = await json_object(request)
+        body, strict = await json_body(request)
         if not isinstance(body.get("records"), list):
             raise bad_request("InvalidRequestBody", message="records must be a list")
         stream = self.store.stream(rid, branch, optional_str(body, "viewRid"))
-        self.store.publish(principal, stream, body["records"], "publishRecords")
+        self.store.publish(principal, stream, body["records"], "publishRecords", strict=strict)
         return web.Response(status=204)
 
     async def publish_binary_record(self, request: web.Request) -> web.Response:
@@ -166,8 +167,8 @@ class StreamHandlers:
         partition = stream.partition(request.query.get("partitionId"))
         limit = min(query_int(request, "limit", 100, minimum=1), MAX_GET_RECORDS)
         records = self.store.records(stream, partition, query_int(request, "startOffset", 0), limit)
-        self.store.record_read(principal, stream, "getRecords", [(partition, o) for o, _ in records])
-        return web.json_response([{"offset": o, "value": v} for o, v in records])
+        self.store.record_read(principal, stream, "getRecords", {partition: records})
+        return json_response(offset_values(records))
 
     async def get_end_offsets(self, request: web.Request) -> web.Response:
         rid, branch = path_stream(request)
@@ -226,8 +227,7 @@ class SubscriberHandlers:
             raise bad_request("InvalidRequestBody", message="partitionIds must be a list")
         selected = None if partition_ids is None else sorted({stream.partition(p) for p in partition_ids})
         taken = self.store.read(principal, stream, subscriber_id, limit, selected, body.get("autoCommit") is True)
-        result = {str(p): [{"offset": o, "value": v} for o, v in records] for p, records in taken.items()}
-        return web.json_response({"recordsByPartition": result})
+        return json_response(by_partition(taken))
 
     async def commit_offsets(self, request: web.Request) -> web.Response:
         rid, branch = path_stream(request)

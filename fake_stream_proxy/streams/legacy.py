@@ -6,16 +6,15 @@ StreamStore's `publish` and reads.
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from ..auth import Auth
 from ..context import FakeContext
 from ..errors import bad_request, not_found
-from ..params import json_object, query_int, read_json
+from ..params import query_int
 from .handlers import authorize_stream
 from .store import Stream, StreamStore
+from .wire import Records, json_body, json_list, json_response, latest_values, offset_values
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
@@ -41,22 +40,17 @@ class LegacyHandlers:
         principal = authorize_stream(self.auth, request, rid, branch, "read", "GetRecordsFromStreamPermissionDenied")
         stream = self.store.stream(rid, branch)
         limit = min(query_int(request, "limit", DEFAULT_LIMIT, minimum=1), MAX_LIMIT)
-        result: list[dict[str, Any]] = []
-        placed: list[tuple[int, int]] = []
-        for partition in range(stream.partitions):
-            for offset, value in self.store.latest(stream, partition, limit):
-                result.append({"value": value, "offset": offset, "partitionId": str(partition)})
-                placed.append((partition, offset))
-        self.store.record_read(principal, stream, "legacy.records", placed)
-        return web.json_response(result)
+        taken: dict[int, Records] = {p: self.store.latest(stream, p, limit) for p in range(stream.partitions)}
+        self.store.record_read(principal, stream, "legacy.records", taken)
+        return json_response(latest_values((p, o, v) for p, records in taken.items() for o, v in records))
 
     async def json_record(self, request: web.Request) -> web.Response:
         """Body is the flat record itself."""
         rid, branch = request.match_info["rid"], request.match_info["branch"]
         principal = authorize_stream(self.auth, request, rid, branch, "write", "PublishRecordToStreamPermissionDenied")
-        record = await json_object(request)
+        record, strict = await json_body(request)
         stream = self.store.stream(rid, branch)
-        [(partition, offset)] = self.store.publish(principal, stream, [record], "legacy.jsonRecord")
+        [(partition, offset)] = self.store.publish(principal, stream, [record], "legacy.jsonRecord", strict=strict)
         return web.json_response({"offset": offset, "partitionId": str(partition)})
 
     async def json_records(self, request: web.Request) -> web.Response:
@@ -65,10 +59,11 @@ class LegacyHandlers:
         principal = authorize_stream(
             self.auth, request, stream.rid, stream.branch, "write", "PublishRecordsToStreamPermissionDenied"
         )
-        body = await read_json(request)
+        body, strict = await json_list(request)
         if not isinstance(body, list) or not all(isinstance(item, dict) and "value" in item for item in body):
             raise bad_request("InvalidRequestBody", message='expected a list of {"value": {...}}')
-        placed = self.store.publish(principal, stream, [item["value"] for item in body], "legacy.jsonRecords")
+        values = [item["value"] for item in body]
+        placed = self.store.publish(principal, stream, values, "legacy.jsonRecords", strict=strict)
         return web.json_response(
             {
                 "topic": stream.view_rid,
@@ -85,5 +80,5 @@ class LegacyHandlers:
         limit = min(query_int(request, "limit", DEFAULT_LIMIT, minimum=1), MAX_LIMIT)
         start = query_int(request, "startOffset", query_int(request, "offset", 0))
         records = self.store.records(stream, partition, start, limit)
-        self.store.record_read(principal, stream, "legacy.recordsV2", [(partition, o) for o, _ in records])
-        return web.json_response({"records": [{"offset": o, "value": v} for o, v in records]})
+        self.store.record_read(principal, stream, "legacy.recordsV2", {partition: records})
+        return json_response(b'{"records":' + offset_values(records) + b"}")

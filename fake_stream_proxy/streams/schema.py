@@ -20,8 +20,8 @@ PRIMITIVE_TYPES = frozenset(
 )
 # The SDK's StreamSchema.keyFieldNames documentation lists exactly these.
 KEY_TYPES = frozenset({"boolean", "byte", "date", "decimal", "integer", "long", "short", "string", "timestamp"})
-_INT_RANGES = {"byte": 8, "short": 16, "integer": 32, "long": 64}
-_FLOAT32_MAX = 3.4028234663852886e38
+INT_BITS = {"byte": 8, "short": 16, "integer": 32, "long": 64}
+FLOAT32_MAX = 3.4028234663852886e38
 _SPECIAL_FLOATS = {"NaN", "Infinity", "-Infinity"}
 
 
@@ -160,7 +160,7 @@ def _value(field_schema: dict[str, Any], value: Any, path: str) -> Any:
         return None
     data_type = field_schema["dataType"]
     kind = data_type["type"]
-    if kind in _INT_RANGES:
+    if kind in INT_BITS:
         return _integer(kind, value, path)
     if kind in ("double", "float"):
         return _floating(kind, value, path)
@@ -192,7 +192,7 @@ def _integer(kind: str, value: Any, path: str) -> int:
             raise RecordError(path, f"expected a long, got the string {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, int):
         raise _mismatch(path, kind, value)
-    bits = _INT_RANGES[kind]
+    bits = INT_BITS[kind]
     if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
         raise RecordError(path, f"{value} is out of range for {kind}")
     return value
@@ -203,7 +203,7 @@ def _floating(kind: str, value: Any, path: str) -> float | int | str:
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _mismatch(path, kind, value)
-    if kind == "float" and math.isfinite(value) and abs(value) > _FLOAT32_MAX:
+    if kind == "float" and math.isfinite(value) and abs(value) > FLOAT32_MAX:
         raise RecordError(path, f"{value} is out of range for float")
     return value
 
@@ -232,7 +232,7 @@ def _decimal(data_type: dict[str, Any], value: Any, path: str) -> Any:
 def _map_key(key_schema: dict[str, Any], key: str, path: str) -> None:
     """JSON object keys are always strings; a non-string key type must parse from one."""
     kind = key_schema["dataType"]["type"]
-    if kind in _INT_RANGES:
+    if kind in INT_BITS:
         try:
             _integer(kind, int(key), path)
         except ValueError:

@@ -19,6 +19,7 @@ from ..auth import Principal
 from ..errors import bad_request, conflict, not_found, permission_denied
 from ..ids import now_iso
 from .store import Positions, Stream, StreamStore, dump_json
+from .wire import Records
 
 MAX_READ_LIMIT = 1000
 # Its own table rather than a column, so state dirs from before owners need no migration.
@@ -28,7 +29,6 @@ CREATE TABLE IF NOT EXISTS stream_subscriber_owners (
     job_rid TEXT NOT NULL
 );
 """
-Records = list[tuple[int, Any]]  # (offset, value)
 
 
 @dataclass(frozen=True)
@@ -162,8 +162,7 @@ class SubscriberStore:
             if auto_commit:
                 moved = {p: records[-1][0] + 1 for p, records in taken.items() if records}
                 self._set_positions(subscriber_id, stream.view_rid, moved)
-            placed = [(p, o) for p, records in taken.items() for o, _ in records]
-            self.streams.record_read(principal, stream, "readRecords", placed, subscriberId=subscriber_id)
+            self.streams.record_read(principal, stream, "readRecords", taken, subscriberId=subscriber_id)
         return taken
 
     def commit(self, principal: Principal, stream: Stream, subscriber_id: str, offsets: Any) -> Positions:

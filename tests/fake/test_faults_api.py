@@ -107,7 +107,7 @@ async def test_garbage_bodies_after_applying(admin: Admin) -> None:
 
     await add_fault(admin, {"garbage": "truncated"}, path="*/getRecords", method="GET", next=1)
     raw = await raw_answer(admin, "GET", hs(rid, suffix="/getRecords"), params={"partitionId": "0", **PREVIEW})
-    assert raw.startswith(b'[{"offset": 0')
+    assert raw.replace(b" ", b"").startswith(b'[{"offset":0')  # the first half of the real answer
     with pytest.raises(json.JSONDecodeError):
         json.loads(raw)
     assert len((await get_records(admin, rid))[1]) == 4  # the next read is whole
