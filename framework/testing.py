@@ -252,11 +252,18 @@ class FakeFoundry:
     async def job(self, inputs: Mapping[str, Any], outputs: Mapping[str, Any]) -> Job:
         """Declare a job; writes its token and alias map files and returns the container environment."""
         created = await self.call("POST", "/_fake/jobs", json={"inputs": dict(inputs), "outputs": dict(outputs)})
+        return self.job_files(created)
+
+    def job_files(self, created: Mapping[str, Any]) -> Job:
+        """A declared job (`POST /_fake/jobs`'s answer) as a `Job`, its token and alias map written to files.
+
+        The token file holds the token as is (no trailing newline), as Foundry mounts it.
+        """
         self._jobs += 1
         folder = self.state_dir / f"job-{self._jobs}"
         folder.mkdir(parents=True, exist_ok=True)
         token_file, alias_file = folder / "token", folder / "resource-alias-map.json"
-        token_file.write_text(created["token"])  # as Foundry mounts it: clients use the content as is
+        token_file.write_text(created["token"])
         alias_file.write_text(json.dumps(created["resourceAliasMap"]))
         environ = {
             "BUILD2_TOKEN": str(token_file),
