@@ -129,3 +129,11 @@ async def test_cli_reports_a_bad_stack_in_one_line_exit_2(tmp_path: Path) -> Non
     assert process.returncode == 2 and out == b""
     (line,) = err.decode().strip().splitlines()
     assert line.startswith("fake-stream-proxy: --stack ") and "streams.a.partitions" in line
+
+
+async def test_the_doubler_stack_file_the_readme_uses_applies(tmp_path: Path) -> None:
+    stack = Path(__file__).resolve().parents[2] / "connectors" / "doubler" / "stack.yaml"
+    async with FakeServer(tmp_path / "state", stack=stack) as fake:
+        assert {r["name"] for r in await _resources(fake)} == {"numbers", "doubled", "dead_letters"}
+        env = (fake.job_folders["doubler"] / "env").read_text()
+    assert "CONNECTOR_SPEC=connectors.doubler:Doubler\n" in env and f"FOUNDRY_URL={fake.url}\n" in env
