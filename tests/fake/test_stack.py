@@ -14,6 +14,7 @@ import pytest
 from fake_stream_proxy import FakeServer
 from fake_stream_proxy.stack import StackError
 
+DOUBLER_STACK = Path(__file__).resolve().parents[2] / "connectors" / "doubler" / "stack.yaml"
 STACK = """
 streams:
   numbers: {model: connectors.doubler:Number, partitions: 3}
@@ -132,8 +133,7 @@ async def test_cli_reports_a_bad_stack_in_one_line_exit_2(tmp_path: Path) -> Non
 
 
 async def test_the_doubler_stack_file_the_readme_uses_applies(tmp_path: Path) -> None:
-    stack = Path(__file__).resolve().parents[2] / "connectors" / "doubler" / "stack.yaml"
-    async with FakeServer(tmp_path / "state", stack=stack) as fake:
+    async with FakeServer(tmp_path / "state", stack=DOUBLER_STACK) as fake:
         assert {r["name"] for r in await _resources(fake)} == {"numbers", "doubled", "dead_letters"}
         env = (fake.job_folders["doubler"] / "env").read_text()
     assert "CONNECTOR_SPEC=connectors.doubler:Doubler\n" in env and f"FOUNDRY_URL={fake.url}\n" in env
