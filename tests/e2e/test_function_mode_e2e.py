@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from connectors.geo import GeoFunctions
+from framework import JobContext, function
 from framework.testing import Contour, FakeFoundry
 
 from .connector_process import start_cli
@@ -127,3 +128,24 @@ async def test_module_token_reset_timeout_and_unbound_app(tmp_path: Path) -> Non
         status, removed = await foundry.request("POST", restart, headers={"Module-Auth-Token": reset.token})
         assert (status, removed) == (200, [job_id])
         assert (await foundry.contour.status(job_id))["type"] == "failed"
+
+
+class Slow(GeoFunctions):
+    @function
+    async def nap(self, ctx: JobContext, seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return f"slept {seconds}"
+
+
+async def test_stopping_finishes_running_jobs_and_runs_them_concurrently(tmp_path: Path) -> None:
+    async with FakeFoundry(tmp_path, poll_hold_s=1) as foundry:
+        runtime = await foundry.runtime("slow", deployed_app_rid=APP, max_concurrent_tasks=3)
+        async with runtime.running(Slow):
+            ids = [await foundry.contour.submit(APP, "nap", {"seconds": 0.6}) for _ in range(3)]
+            for _ in range(100):  # all three running at once: MAX_CONCURRENT_TASKS=3
+                if (await runtime.state())["jobs"].get("running") == 3:
+                    break
+                await asyncio.sleep(0.02)
+            assert (await runtime.state())["jobs"] == {"running": 3}
+        # Leaving the block stopped the module: the running jobs were finished, not abandoned.
+        assert [(await foundry.contour.result(i)).value for i in ids] == ["slept 0.6"] * 3
