@@ -15,6 +15,7 @@ from aiohttp import web
 from ..admin import require_unique_name
 from ..auth import Access
 from ..context import FakeContext
+from ..errors import not_found, permission_denied
 from ..params import json_object, optional_str
 from .handlers import creation_request
 from .views import ViewStore, parse_backing
@@ -29,10 +30,10 @@ class ViewHandlers:
         """Existence first (404 ViewNotFound), then the token's scope; returns the view's branch."""
         rid = request.match_info["view"]
         branch = self.views.exists(rid, branch)
-        status, params = (404, {"branch": branch}) if denied == "ViewNotFound" else (403, {})
-        self.ctx.auth.authorize(
-            request, rid, access, branch=branch, denied=denied, status=status, viewDatasetRid=rid, **params
-        )
+        if not self.ctx.auth.allows(self.ctx.auth.authenticate(request), rid, access, branch):
+            if denied == "ViewNotFound":
+                raise not_found(denied, viewDatasetRid=rid, branch=branch)
+            raise permission_denied(denied, viewDatasetRid=rid)
         return branch
 
     async def create(self, request: web.Request) -> web.Response:
