@@ -7,9 +7,10 @@ from typing import Any
 from aiohttp import web
 
 from .context import FakeContext
-from .errors import ApiError, bad_request
+from .errors import ApiError, bad_request, conflict
 from .params import json_object
 from .routing import RouteTable, table
+from .storage import Storage
 
 ROUTES = """
     GET     /health                                     health
@@ -17,6 +18,12 @@ ROUTES = """
     POST    /jobs                                       create_job
     GET     /provenance                                 provenance
 """
+
+
+def require_unique_name(storage: Storage, name: str, folder: str | None) -> None:
+    """Names are unique per folder, whatever the resource type (409 `ResourceNameAlreadyExists`)."""
+    if folder and storage.one("SELECT 1 FROM resources WHERE parent_folder_rid = ? AND name = ?", (folder, name)):
+        raise conflict("ResourceNameAlreadyExists", parentFolderRid=folder, displayName=name)
 
 
 class AdminHandlers:
@@ -36,7 +43,9 @@ class AdminHandlers:
             raise bad_request("UnknownResourceType", type=str(type_), expected=sorted(self.ctx.resource_creators))
         if not isinstance(body.get("name"), str) or not body["name"]:
             raise bad_request("InvalidRequestBody", message="name is required")
+        folder = body.get("parentFolderRid")
         with self.ctx.storage.transaction():
+            require_unique_name(self.ctx.storage, body["name"], folder if isinstance(folder, str) else None)
             created = creator(body)
         return web.json_response({"type": type_, "name": body["name"], **created})
 

@@ -3,11 +3,17 @@
 A job token may read its inputs, and read and write its outputs (a job owns its outputs: it must be
 able to look up their schema, view and existing items). Anything else is a 403; a missing or unknown
 token is a 401. The admin token may do anything and is what `/_fake/*` requires.
+
+A job declaration is checked when it is made, so a mistake fails there and not at the job's first
+write: each alias names an existing resource (400 `UnknownResource`) on a branch it has (400
+`UnknownBranch`, checked by the service owning the type through `branch_checks`), and no output is also
+an input (400 `OutputDeclaredAsInput`).
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,6 +24,8 @@ from .ids import new_rid, now_iso
 from .storage import Storage
 
 Access = Literal["read", "write"]
+# Whether resource `rid` has branch `branch`; each service registers one for the type it owns.
+BranchCheck = Callable[[str, str], bool]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -67,6 +75,7 @@ class Auth:
     def __init__(self, storage: Storage, admin_token: str) -> None:
         self.storage = storage
         self.admin_token = admin_token
+        self.branch_checks: dict[str, BranchCheck] = {}
         storage.ensure_schema(SCHEMA)
 
     def authenticate(self, request: web.Request) -> Principal:
@@ -115,16 +124,19 @@ class Auth:
         `denied` and `params`: each service passes the parameters the SDK's typed error requires.
         """
         principal = self.authenticate(request)
+        if not self.allows(principal, rid, access, branch):
+            raise ApiError(status, denied, **params)
+        return principal
+
+    def allows(self, principal: Principal, rid: str, access: Access, branch: str | None = None) -> bool:
+        """Whether `principal` may `access` `rid` (on `branch`, if given): read inputs and outputs, write outputs."""
         if principal.is_admin:
-            return principal
-        # Reads may touch inputs and outputs; writes only outputs.
+            return True
         rows = self.storage.query(
             "SELECT branch FROM job_resources WHERE job_rid = ? AND rid = ? AND (direction = 'output' OR ?)",
             (principal.job_rid, rid, access == "read"),
         )
-        if not rows or (branch is not None and branch not in {r["branch"] for r in rows}):
-            raise ApiError(status, denied, **params)
-        return principal
+        return bool(rows) and (branch is None or branch in {r["branch"] for r in rows})
 
     def create_job(self, inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:
         """Register a job; returns its rid, bearer token and the RESOURCE_ALIAS_MAP content."""
@@ -132,13 +144,20 @@ class Auth:
         token = secrets.token_urlsafe(32)
         alias_map: dict[str, dict[str, str]] = {}
         rows: list[tuple[str, str, str, str, str]] = []
+        inputs_by_ref: dict[tuple[str, str], str] = {}
         for direction, declared in (("input", inputs), ("output", outputs)):
             for alias, ref in declared.items():
                 if alias in alias_map:
                     raise ApiError(400, "DuplicateAlias", alias=alias)
                 rid, branch = _parse_ref(alias, ref)
-                if self.storage.one("SELECT rid FROM resources WHERE rid = ?", (rid,)) is None:
-                    raise ApiError(404, "ResourceNotFound", rid=rid, alias=alias)
+                self._check_declared(alias, rid, branch)
+                if direction == "input":
+                    inputs_by_ref[(rid, branch)] = alias
+                elif (rid, branch) in inputs_by_ref:
+                    raise ApiError(
+                        400, "OutputDeclaredAsInput", alias=alias, inputAlias=inputs_by_ref[(rid, branch)],
+                        rid=rid, branch=branch, message="a job may not read the resource it writes",
+                    )  # fmt: skip
                 alias_map[alias] = {"rid": rid, "branch": branch}
                 rows.append((job_rid, alias, rid, branch, direction))
         with self.storage.transaction():
@@ -150,6 +169,16 @@ class Auth:
                 rows,
             )
         return {"jobRid": job_rid, "token": token, "resourceAliasMap": alias_map}
+
+    def _check_declared(self, alias: str, rid: str, branch: str) -> None:
+        row = self.storage.one("SELECT type FROM resources WHERE rid = ?", (rid,))
+        if row is None:
+            raise ApiError(400, "UnknownResource", alias=alias, rid=rid, message="no resource has this rid")
+        check = self.branch_checks.get(str(row["type"]))
+        if check is not None and not check(rid, branch):
+            raise ApiError(
+                400, "UnknownBranch", alias=alias, rid=rid, branch=branch, message="the resource has no such branch"
+            )
 
     def job_resources(self, job_rid: str) -> dict[str, dict[str, dict[str, str]]]:
         result: dict[str, dict[str, dict[str, str]]] = {"inputs": {}, "outputs": {}}

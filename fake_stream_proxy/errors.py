@@ -1,4 +1,10 @@
-"""Foundry's error envelope (foundry-api.md section 5), raised by handlers and rendered by one middleware."""
+"""Foundry's error envelope (foundry-api.md section 5), raised by handlers and rendered by one middleware.
+
+A method a path does not serve answers 404 `Default:NotFound` (errorCode NOT_FOUND) with the method and
+path, like a path nothing serves: the SDK maps errors by status, and has no class for a 405 (it would
+surface as a bare PalantirRPCException). Every call the SDK makes is served, so only hand-made requests
+see it.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,6 @@ _CODES = {
     401: "UNAUTHORIZED",
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
-    405: "INVALID_ARGUMENT",
     408: "TIMEOUT",
     409: "CONFLICT",
     413: "REQUEST_ENTITY_TOO_LARGE",
@@ -26,6 +31,15 @@ _CODES = {
     500: "INTERNAL",
     503: "INTERNAL",
 }
+
+
+def _parameter(value: Any) -> Any:
+    """Strings and lists (the SDK types some parameters `List[str]`) as they are; anything else as JSON text."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return [v if isinstance(v, str) else json.dumps(v) for v in value]
+    return json.dumps(value)
 
 
 class ApiError(Exception):
@@ -46,7 +60,7 @@ def envelope_response(status: int, error_name: str, parameters: dict[str, Any] |
         "errorCode": _CODES.get(status, "INTERNAL" if status >= 500 else "INVALID_ARGUMENT"),
         "errorName": error_name,
         "errorInstanceId": str(uuid.uuid4()),
-        "parameters": {k: v if isinstance(v, str) else json.dumps(v) for k, v in (parameters or {}).items()},
+        "parameters": {k: _parameter(v) for k, v in (parameters or {}).items()},
     }
     return web.json_response(body, status=status)
 
@@ -82,8 +96,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        names = {404: "Default:NotFound", 405: "Default:MethodNotAllowed", 413: "RecordTooLarge"}
-        name = names.get(exc.status, f"Default:{exc.reason.replace(' ', '')}")
+        if exc.status in (404, 405):
+            return envelope_response(404, "Default:NotFound", {"method": request.method, "path": request.path})
+        name = "RecordTooLarge" if exc.status == 413 else f"Default:{exc.reason.replace(' ', '')}"
         return envelope_response(exc.status, name, {"path": request.path})
     except json.JSONDecodeError as exc:
         return envelope_response(400, "InvalidRequestBody", {"message": f"body is not valid JSON: {exc}"})

@@ -86,6 +86,7 @@ def non_negative_int(request: web.Request, name: str) -> int | None:
 
 
 def page_params(request: web.Request) -> tuple[int, str | None]:
+    """`pageSize` (400 InvalidPageSize unless a positive integer; capped) and the raw `pageToken`."""
     raw = request.query.get("pageSize")
     try:
         size = DEFAULT_PAGE_SIZE if raw is None else int(raw)
@@ -96,17 +97,36 @@ def page_params(request: web.Request) -> tuple[int, str | None]:
     return min(size, MAX_PAGE_SIZE), request.query.get("pageToken") or None
 
 
+_TOKEN_PREFIX = "p1:"
+
+
+def _decode_token(token: str) -> str:
+    """The key a token resumes at; 400 `InvalidPageToken` for anything this fake did not hand out."""
+    try:
+        text = base64.urlsafe_b64decode(token.encode("ascii")).decode()
+    except ValueError:  # binascii.Error, UnicodeDecodeError and UnicodeEncodeError are ValueErrors
+        text = ""
+    if not text.startswith(_TOKEN_PREFIX):
+        raise bad_request("InvalidPageToken", pageToken=token)
+    return text[len(_TOKEN_PREFIX) :]
+
+
 def paged(keys: list[str], size: int, token: str | None) -> tuple[list[str], str | None]:
-    """`keys` sorted; the opaque token is the first key of the next page, so paging survives inserts."""
+    """The one paging scheme of every listing: `keys` sorted ascending; the opaque token names the first
+    key of the next page, so paging survives inserts and deletes. A token this fake did not issue is a 400.
+    """
     start = 0
     if token:
-        try:
-            after = base64.urlsafe_b64decode(token.encode()).decode()
-        except ValueError:
-            raise bad_request("Default:InvalidArgument", pageToken=token, message="unknown page token") from None
+        after = _decode_token(token)
         start = next((i for i, k in enumerate(keys) if k >= after), len(keys))
     rest = keys[start + size : start + size + 1]
-    return keys[start : start + size], base64.urlsafe_b64encode(rest[0].encode()).decode() if rest else None
+    next_token = base64.urlsafe_b64encode((_TOKEN_PREFIX + rest[0]).encode()).decode() if rest else None
+    return keys[start : start + size], next_token
+
+
+def newest_first_key(seq: int) -> str:
+    """A `paged` key that sorts rows with a higher `seq` (newer) first."""
+    return f"{MAX_LONG - seq:019d}"
 
 
 def listing(data: list[dict[str, Any]], token: str | None) -> web.Response:

@@ -8,7 +8,13 @@ Where the SDK and foundry-api.md differ, the SDK wins (it is what real clients s
   (the server would open a transaction first); with one, `UploadFilePermissionDenied`.
 - Branch `transactionRid` is the most recent OPEN or COMMITTED transaction, as the SDK model documents.
 - DELETE /files/{path} (the SDK's file.delete) is how a DELETE transaction removes paths.
-- Listing a dataset's transactions is a preview endpoint in the SDK: it needs `preview=true`.
+- Listing a dataset's transactions is a preview endpoint in the SDK: it needs `preview=true`; so is a
+  branch's transaction history (`GET .../branches/{branch}/transactions`).
+- Calls the SDK declares no permission error for (get dataset, branches, transactions, files) answer a
+  dataset the token did not declare as 404 `DatasetNotFound`: Foundry hides what a token may not see.
+- getSchemaBatch (no errors declared) leaves out datasets that are missing, unreadable or schema-less.
+- Builds, jobs, schedules and health checks exist only on the platform: those calls answer the typed
+  `...PermissionDenied` the SDK declares for each, after the dataset's existence (docs/fake.md).
 Lenient on purpose: readTable infers the table from the view's Parquet/CSV files when no schema was put
 (real Foundry needs one); once one was put, its columns and types decide the table. getSchema returns
 only schemas put with putSchema.
@@ -23,23 +29,55 @@ from typing import Any
 import pyarrow as pa
 from aiohttp import web
 
+from ..admin import require_unique_name
 from ..auth import Access, Principal
 from ..blobs import receive_blob
 from ..context import FakeContext
 from ..errors import ApiError, bad_request, permission_denied
 from ..ids import new_rid
-from ..params import json_object, listing, non_negative_int, page_params, paged, require_preview
+from ..params import (
+    json_object,
+    listing,
+    newest_first_key,
+    non_negative_int,
+    optional_str,
+    page_params,
+    paged,
+    read_json,
+    require_preview,
+)
 from .models import TRANSACTION_TYPES, Txn, View, validate_path
+from .schemas import SchemaStore
 from .store import DatasetStore
 from .tables import encode, plan_table, put_schema_args, validate_schema
 
 _log = logging.getLogger(__name__)
 
+# The errorName a read the SDK declares no permission error for answers (status 404: existence hidden).
+HIDDEN = "DatasetNotFound"
+PLATFORM_ONLY = "builds, jobs, schedules and health checks exist only on Foundry; the fake has none"
+
+
+async def creation_request(
+    ctx: FakeContext, request: web.Request, name_key: str, denied: str
+) -> tuple[str, str, dict[str, Any]]:
+    """(name, parentFolderRid, body) of a create call; job tokens are scoped to declared resources, so
+    they cannot create any (403 `denied`)."""
+    principal = ctx.auth.authenticate(request)
+    body = await json_object(request, optional=True)
+    name, folder = body.get(name_key), body.get("parentFolderRid")
+    if not isinstance(name, str) or not name or not isinstance(folder, str) or not folder:
+        raise bad_request("Default:InvalidArgument", message=f"{name_key} and parentFolderRid are required")
+    if not principal.is_admin:
+        raise permission_denied(denied, parentFolderRid=folder, **{name_key: name})
+    return name, folder, body
+
 
 class DatasetHandlers:
-    def __init__(self, ctx: FakeContext, store: DatasetStore) -> None:
+    def __init__(self, ctx: FakeContext, store: DatasetStore, schemas: SchemaStore) -> None:
         self.ctx = ctx
         self.store = store
+        self.schemas = schemas
 
     def create_for_admin(self, body: dict[str, Any]) -> dict[str, Any]:
         branch = body.get("branch") or "master"
@@ -54,7 +92,10 @@ class DatasetHandlers:
         """Existence first (404 DatasetNotFound), then scope; the 403 carries the SDK's parameters."""
         rid = request.match_info["rid"]
         self.store.dataset(rid)
-        return self.ctx.auth.authorize(request, rid, access, branch=branch, denied=denied, datasetRid=rid, **params)
+        status = 404 if denied == HIDDEN else 403
+        return self.ctx.auth.authorize(
+            request, rid, access, branch=branch, denied=denied, status=status, datasetRid=rid, **params
+        )
 
     def _read_view(self, request: web.Request, denied: str, **params: Any) -> tuple[Principal, View]:
         rid, q = request.match_info["rid"], request.query
@@ -65,17 +106,14 @@ class DatasetHandlers:
     # Datasets and branches
 
     async def create_dataset(self, request: web.Request) -> web.Response:
-        principal = self.ctx.auth.authenticate(request)
-        body = await json_object(request, optional=True)
-        name, folder = body.get("name"), body.get("parentFolderRid")
-        if not isinstance(name, str) or not name or not isinstance(folder, str) or not folder:
-            raise bad_request("Default:InvalidArgument", message="name and parentFolderRid are required")
-        if not principal.is_admin:  # job tokens are scoped to declared resources; they cannot create any
-            raise permission_denied("CreateDatasetPermissionDenied", parentFolderRid=folder, name=name)
-        return web.json_response(self.store.dataset(self.store.create(name, folder, ["master"])))
+        name, folder, _ = await creation_request(self.ctx, request, "name", "CreateDatasetPermissionDenied")
+        with self.ctx.storage.transaction():
+            require_unique_name(self.ctx.storage, name, folder)
+            rid = self.store.create(name, folder, ["master"])
+        return web.json_response(self.store.dataset(rid))
 
     async def get_dataset(self, request: web.Request) -> web.Response:
-        self._auth(request, "read", "Default:PermissionDenied")
+        self._auth(request, "read", HIDDEN)
         return web.json_response(self.store.dataset(request.match_info["rid"]))
 
     async def create_branch(self, request: web.Request) -> web.Response:
@@ -90,13 +128,13 @@ class DatasetHandlers:
 
     async def list_branches(self, request: web.Request) -> web.Response:
         rid = request.match_info["rid"]
-        self._auth(request, "read", "Default:PermissionDenied")
+        self._auth(request, "read", HIDDEN)
         names, token = paged(self.store.branch_names(rid), *page_params(request))
         return listing([self.store.branch_json(rid, n) for n in names], token)
 
     async def get_branch(self, request: web.Request) -> web.Response:
         rid, branch = request.match_info["rid"], request.match_info["branch"]
-        self._auth(request, "read", "Default:PermissionDenied", branch)
+        self._auth(request, "read", HIDDEN, branch)
         return web.json_response(self.store.branch_json(rid, branch))
 
     # Transactions
@@ -107,14 +145,29 @@ class DatasetHandlers:
         self._auth(request, "write", "CreateTransactionPermissionDenied", branch, branchName=branch)
         return web.json_response(self.store.create_txn(rid, branch, str(body.get("transactionType"))).to_json())
 
+    async def delete_branch(self, request: web.Request) -> web.Response:
+        rid, branch = request.match_info["rid"], request.match_info["branch"]
+        self._auth(request, "write", "DeleteBranchPermissionDenied", branch, branchName=branch)
+        self.store.delete_branch(rid, branch)
+        return web.Response(status=204)
+
+    def _transactions(self, request: web.Request, branch: str | None) -> web.Response:
+        txns = self.store.transactions(request.match_info["rid"], branch)
+        by_key = {newest_first_key(seq): txn for seq, txn in txns}
+        keys, token = paged(sorted(by_key), *page_params(request))
+        return listing([by_key[k].to_json() for k in keys], token)
+
     async def list_transactions(self, request: web.Request) -> web.Response:
         require_preview(request)
-        self._auth(request, "read", "Default:PermissionDenied")
-        size, token = page_params(request)
-        txns = self.store.transactions(request.match_info["rid"])
-        start = int(token) if token and token.isdigit() else 0
-        rest = txns[start + size :]
-        return listing([t.to_json() for t in txns[start : start + size]], str(start + size) if rest else None)
+        self._auth(request, "read", HIDDEN)
+        return self._transactions(request, None)
+
+    async def branch_transactions(self, request: web.Request) -> web.Response:
+        require_preview(request)
+        rid, branch = request.match_info["rid"], request.match_info["branch"]
+        self._auth(request, "read", "GetBranchTransactionHistoryPermissionDenied", branch, branchName=branch)
+        self.store.require_branch(rid, branch)
+        return self._transactions(request, branch)
 
     def _txn(self, request: web.Request, access: Access, denied: str) -> tuple[Principal, Txn]:
         rid, txn_rid = request.match_info["rid"], request.match_info["txn"]
@@ -123,7 +176,7 @@ class DatasetHandlers:
         return self._auth(request, access, denied, txn.branch, transactionRid=txn_rid), txn
 
     async def get_transaction(self, request: web.Request) -> web.Response:
-        return web.json_response(self._txn(request, "read", "Default:PermissionDenied")[1].to_json())
+        return web.json_response(self._txn(request, "read", HIDDEN)[1].to_json())
 
     async def commit(self, request: web.Request) -> web.Response:
         principal, txn = self._txn(request, "write", "CommitTransactionPermissionDenied")
@@ -181,14 +234,14 @@ class DatasetHandlers:
         return web.Response(status=204)
 
     async def list_files(self, request: web.Request) -> web.Response:
-        _, view = self._read_view(request, "Default:PermissionDenied")
+        _, view = self._read_view(request, HIDDEN)
         prefix = request.query.get("pathPrefix") or ""
         paths, token = paged([p for p in view.files if p.startswith(prefix)], *page_params(request))
         return listing([view.files[p].to_json() for p in paths], token)
 
     async def get_file(self, request: web.Request) -> web.Response:
         path = request.match_info["path"]
-        _, view = self._read_view(request, "Default:PermissionDenied")
+        _, view = self._read_view(request, HIDDEN)
         return web.json_response(self.store.file_in_view(request.match_info["rid"], view, path).to_json())
 
     async def file_content(self, request: web.Request) -> web.StreamResponse:
@@ -207,7 +260,7 @@ class DatasetHandlers:
         columns = [c.strip() for v in q.getall("columns", []) for c in v.split(",") if c.strip()]
         row_limit = non_negative_int(request, "rowLimit")
         principal, view = self._read_view(request, "ReadTableDatasetPermissionDenied")
-        files, declared = self.store.table_sources(rid, view)
+        files, declared = self.schemas.table_sources(rid, view)
         try:
             plan = await asyncio.to_thread(plan_table, files, columns or None, declared, rid)
         except pa.ArrowException as exc:
@@ -238,7 +291,7 @@ class DatasetHandlers:
         rid, q = request.match_info["rid"], request.query
         branch = q.get("branchName") or "master"
         self._auth(request, "read", "GetDatasetSchemaPermissionDenied", branch)
-        return web.json_response(self.store.get_schema(rid, branch, q.get("endTransactionRid"), q.get("versionId")))
+        return web.json_response(self.schemas.get_schema(rid, branch, q.get("endTransactionRid"), q.get("versionId")))
 
     async def put_schema(self, request: web.Request) -> web.Response:
         body = await json_object(request, optional=True)
@@ -246,5 +299,49 @@ class DatasetHandlers:
         principal = self._auth(request, "write", "PutDatasetSchemaPermissionDenied", branch)
         schema = validate_schema(body.get("schema"))
         return web.json_response(
-            self.store.put_schema(principal, request.match_info["rid"], branch, end, schema, reader)
+            self.schemas.put_schema(principal, request.match_info["rid"], branch, end, schema, reader)
         )
+
+    async def get_schema_batch(self, request: web.Request) -> web.Response:
+        principal = self.ctx.auth.authenticate(request)
+        body = await read_json(request)
+        if not isinstance(body, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("datasetRid"), str) for e in body
+        ):
+            raise bad_request("InvalidRequestBody", message="expected a list of {datasetRid, branchName?, ...}")
+        wanted = [
+            (e["datasetRid"], optional_str(e, "branchName") or "master", optional_str(e, "endTransactionRid"),
+             optional_str(e, "versionId"))
+            for e in body
+        ]  # fmt: skip
+        readable = [w for w in wanted if self.ctx.auth.allows(principal, w[0], "read", w[1])]
+        return web.json_response({"data": self.schemas.batch(readable)})
+
+    # Calls that only make sense on the platform (docs/fake.md): the typed denial the SDK declares.
+
+    def _platform_only(self, request: web.Request, denied: str, **params: Any) -> web.Response:
+        self.store.dataset(request.match_info["rid"])
+        self.ctx.auth.authenticate(request)
+        raise permission_denied(denied, datasetRid=request.match_info["rid"], **params, message=PLATFORM_ONLY)
+
+    async def health_check_reports(self, request: web.Request) -> web.Response:
+        return self._platform_only(request, "GetDatasetHealthCheckReportsPermissionDenied")
+
+    async def health_checks(self, request: web.Request) -> web.Response:
+        return self._platform_only(request, "GetDatasetHealthChecksPermissionDenied")
+
+    async def schedules(self, request: web.Request) -> web.Response:
+        return self._platform_only(request, "GetDatasetSchedulesPermissionDenied")
+
+    async def jobs(self, request: web.Request) -> web.Response:
+        return self._platform_only(request, "GetDatasetJobsPermissionDenied")
+
+    async def transaction_build(self, request: web.Request) -> web.Response:
+        txn = request.match_info["txn"]
+        self.store.txn(request.match_info["rid"], txn)
+        return self._platform_only(request, "BuildTransactionPermissionDenied", transactionRid=txn)
+
+    async def transaction_job(self, request: web.Request) -> web.Response:
+        txn = request.match_info["txn"]
+        self.store.txn(request.match_info["rid"], txn)
+        return self._platform_only(request, "JobTransactionPermissionDenied", transactionRid=txn)

@@ -7,14 +7,10 @@ after it commits.
 from __future__ import annotations
 
 import contextlib
-import json
 import sqlite3
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-
-import pyarrow as pa
 
 from ..auth import Principal
 from ..errors import ApiError, bad_request, conflict, not_found
@@ -22,7 +18,7 @@ from ..ids import new_rid, now_iso
 from ..provenance import Provenance
 from ..storage import Storage
 from .models import SCHEMA, TRANSACTION_TYPES, FileEntry, Txn, View, file_entry, validate_branch_name
-from .tables import TablePlan, foundry_to_arrow, is_tabular
+from .tables import TablePlan
 
 _CHUNK = 500  # SQLite host parameters per IN (...) query
 _PATHS_IN_PROVENANCE = 100
@@ -56,8 +52,13 @@ class DatasetStore:
             raise not_found("DatasetNotFound", datasetRid=rid)
         return {"rid": row["rid"], "name": row["name"], "parentFolderRid": row["parent_folder_rid"]}
 
+    def has_branch(self, rid: str, branch: str) -> bool:
+        return (
+            self.storage.one("SELECT 1 FROM ds_branches WHERE dataset_rid = ? AND name = ?", (rid, branch)) is not None
+        )
+
     def require_branch(self, rid: str, branch: str) -> None:
-        if self.storage.one("SELECT 1 FROM ds_branches WHERE dataset_rid = ? AND name = ?", (rid, branch)) is None:
+        if not self.has_branch(rid, branch):
             raise not_found("BranchNotFound", datasetRid=rid, branchName=branch)
 
     def branch_json(self, rid: str, branch: str) -> dict[str, Any]:
@@ -96,6 +97,16 @@ class DatasetStore:
                 "INSERT INTO ds_branches (dataset_rid, name, created_time) VALUES (?, ?, ?)", (rid, branch, now_iso())
             )
 
+    def delete_branch(self, rid: str, branch: str) -> None:
+        """The branch and its history go (its transactions stay in the dataset's); an open one is aborted."""
+        self.require_branch(rid, branch)
+        open_ = self.open_txn(rid, branch)
+        if open_ is not None:
+            self.abort(open_)
+        with self.storage.transaction():
+            self.storage.execute("DELETE FROM ds_history WHERE dataset_rid = ? AND branch = ?", (rid, branch))
+            self.storage.execute("DELETE FROM ds_branches WHERE dataset_rid = ? AND name = ?", (rid, branch))
+
     def _history_head(self, rid: str, branch: str) -> str | None:
         row = self.storage.one(
             "SELECT transaction_rid FROM ds_history WHERE dataset_rid = ? AND branch = ? ORDER BY pos DESC LIMIT 1",
@@ -117,12 +128,22 @@ class DatasetStore:
         )
         return None if row is None else Txn.from_row(row)
 
-    def transactions(self, rid: str) -> list[Txn]:
-        """Newest first, as the SDK documents for the dataset's transaction history."""
+    def transactions(self, rid: str, branch: str | None = None) -> list[tuple[int, Txn]]:
+        """(sequence, transaction), newest first as the SDK documents.
+
+        `branch`: the branch's history, i.e. the transactions opened on it and those it was created from.
+        """
+        extra, params = "", [rid]
+        if branch is not None:
+            extra = (
+                "AND (branch = ? OR rid IN"
+                " (SELECT transaction_rid FROM ds_history WHERE dataset_rid = ? AND branch = ?))"
+            )
+            params = [rid, branch, rid, branch]
         rows = self.storage.query(
-            "SELECT * FROM ds_transactions WHERE dataset_rid = ? ORDER BY created_time DESC, rowid DESC", (rid,)
+            f"SELECT rowid AS seq, * FROM ds_transactions WHERE dataset_rid = ? {extra} ORDER BY rowid DESC", params
         )
-        return [Txn.from_row(r) for r in rows]
+        return [(int(r["seq"]), Txn.from_row(r)) for r in rows]
 
     def create_txn(self, rid: str, branch: str, type_: str) -> Txn:
         if type_ not in TRANSACTION_TYPES:
@@ -335,12 +356,6 @@ class DatasetStore:
 
     # Tables
 
-    def table_sources(self, rid: str, view: View) -> tuple[list[tuple[str, Path]], pa.Schema | None]:
-        """readTable's input: the view's tabular files (path, blob), and the put schema as Arrow, if any."""
-        files = [(p, self.storage.blob_path(e.blob_id)) for p, e in view.files.items() if is_tabular(p) and e.blob_id]
-        stored = self.schema(rid, view.branch, self.history_rids(rid, view.branch, view.end_rid), None)
-        return files, foundry_to_arrow(stored["schema"]) if stored else None
-
     def record_table_read(
         self, principal: Principal, rid: str, view: View, plan: TablePlan, fmt: str, columns: list[str] | None,
         row_limit: int | None, complete: bool,
@@ -352,61 +367,6 @@ class DatasetStore:
             endTransactionRid=view.end_rid or self.branch_json(rid, view.branch).get("transactionRid"),
             files=plan.files[:_PATHS_IN_PROVENANCE], complete=complete,
         )  # fmt: skip
-
-    # Schemas
-
-    def put_schema(
-        self, principal: Principal, rid: str, branch: str, end_rid: str | None, schema: dict[str, Any], reader: str
-    ) -> dict[str, Any]:
-        """On `end_rid`, else the branch's head transaction; a branch without one has no view to describe."""
-        self.require_branch(rid, branch)
-        rids = self.history_rids(rid, branch, end_rid) if end_rid else []
-        head = rids[-1] if rids else self.branch_json(rid, branch).get("transactionRid")
-        if head is None:
-            raise not_found("DatasetViewNotFound", datasetRid=rid, branch=branch)
-        version = str(uuid.uuid4())
-        with self.storage.transaction():
-            self.storage.execute(
-                "INSERT INTO ds_schemas (dataset_rid, branch, transaction_rid, version_id, schema_json, created_time)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (rid, branch, head, version, json.dumps(schema), now_iso()),
-            )
-            self.provenance.record(
-                principal, rid=rid, branch=branch, operation="putSchema", direction="write",
-                transactionRid=head, versionId=version, fields=len(schema["fieldSchemaList"]),
-                dataframeReader=reader,
-            )  # fmt: skip
-        return {"branchName": branch, "endTransactionRid": head, "schema": schema, "versionId": version}
-
-    def get_schema(self, rid: str, branch: str, end_rid: str | None, version_id: str | None) -> dict[str, Any]:
-        self.require_branch(rid, branch)
-        found = self.schema(rid, branch, self.history_rids(rid, branch, end_rid), version_id)
-        if found is None:
-            raise not_found("SchemaNotFound", datasetRid=rid, branchName=branch)
-        return found
-
-    def schema(self, rid: str, branch: str, txn_rids: list[str], version_id: str | None) -> dict[str, Any] | None:
-        """The newest schema put on one of `txn_rids` (the view's history), or the given version."""
-        best: sqlite3.Row | None = None
-        for i in range(0, len(txn_rids), _CHUNK):
-            chunk = txn_rids[i : i + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            extra, params = ("AND version_id = ?", [version_id]) if version_id else ("", [])
-            row = self.storage.one(
-                f"SELECT * FROM ds_schemas WHERE dataset_rid = ? AND transaction_rid IN ({marks}) {extra}"
-                " ORDER BY id DESC LIMIT 1",
-                [rid, *chunk, *params],
-            )
-            if row is not None and (best is None or row["id"] > best["id"]):
-                best = row
-        if best is None:
-            return None
-        return {
-            "branchName": branch,
-            "endTransactionRid": best["transaction_rid"],
-            "schema": json.loads(best["schema_json"]),
-            "versionId": best["version_id"],
-        }
 
     def history_rids(self, rid: str, branch: str, end_rid: str | None) -> list[str]:
         """Transactions a read at `end_rid` can see: committed history, or up to `end_rid` (open one allowed)."""

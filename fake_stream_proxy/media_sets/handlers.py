@@ -6,7 +6,13 @@ Where the SDK and foundry-api.md differ, the SDK wins:
 - every endpoint whose SDK method takes `preview` (get media set, transactions, upload, getRidByPath)
   needs `preview=true`, as Foundry answers beta endpoints without it (ApiFeaturePreviewUsageOnly);
 - item info carries `sizeBytesLong` (required by the SDK model) besides `sizeBytes`;
-- a second open transaction on a branch is 409 `MediaSetOpenTransactionAlreadyExists`.
+- a second open transaction on a branch is 409 `MediaSetOpenTransactionAlreadyExists`;
+- `clearAtPath` answers 204; in a transactional set it needs `transactionId` and shows at commit;
+- `media/upload` (temporary upload) is open to any token: it writes to no declared resource. Its items
+  are never deleted after the hour the SDK documents;
+- `register` (virtual media sets over an external source) and the media transformations (thumbnails,
+  tiles, transform jobs) exist only on the platform: 403 (`TransformationPermissionDenied` where the
+  SDK declares it), after the set's and item's existence (docs/fake.md).
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ from aiohttp import web
 from ..auth import Access, Principal
 from ..blobs import receive_blob
 from ..context import FakeContext
-from ..errors import bad_request
+from ..errors import bad_request, permission_denied
 from ..params import require_preview
-from .store import MediaSet, MediaSetStore, MediaTransaction
+from .models import MediaSet, MediaTransaction
+from .store import MediaSetStore
 
 _GENERIC_TYPES = {"", "*/*", "application/octet-stream"}
 
@@ -129,3 +136,57 @@ class MediaSetHandlers:
         principal, _ = self._auth(request, "read", item.branch)
         blob = self.store.read_item(principal, item)
         return web.FileResponse(blob, headers={"Content-Type": item.mime_type})
+
+    async def metadata(self, request: web.Request) -> web.Response:
+        self._auth(request, "read", None)
+        item = self.store.item(request.match_info["rid"], request.match_info["item"])
+        self._auth(request, "read", item.branch)
+        return web.json_response(item.metadata())
+
+    async def reference(self, request: web.Request) -> web.Response:
+        require_preview(request)
+        self._auth(request, "read", None)
+        item = self.store.item(request.match_info["rid"], request.match_info["item"])
+        self._auth(request, "read", item.branch)
+        return web.json_response(self.store.reference(item))
+
+    async def clear(self, request: web.Request) -> web.Response:
+        require_preview(request)
+        _, ms = self._auth(request, "write", None)
+        path = request.query.get("mediaItemPath")
+        if not path:
+            raise bad_request("MissingMediaItemPath", mediaSetRid=ms.rid)
+        txn_id = request.query.get("transactionId") or None
+        branch = self.store.upload_branch(ms, self._branch(request, ms.rid), txn_id, request.query.get("branchName"))
+        principal, _ = self._auth(request, "write", branch)
+        self.store.clear(principal, ms, branch, txn_id, path)
+        return web.Response(status=204)
+
+    async def upload_media(self, request: web.Request) -> web.Response:
+        principal = self.auth.authenticate(request)
+        ms = self.store.temporary_set()
+        filename = request.query.get("filename") or None
+        path, item_rid = self.store.check_new_item(ms, filename, request.query.get("mediaItemRid") or None)
+        mime = (mimetypes.guess_type(path)[0] if path else None) or "application/octet-stream"
+        blob = await receive_blob(self.storage, request)
+        self.store.add_item(principal, ms, "master", None, path, item_rid, mime, blob)
+        return web.json_response(self.store.reference(self.store.item(ms.rid, item_rid)))
+
+    # Platform-only calls (docs/fake.md)
+
+    async def register(self, request: web.Request) -> web.Response:
+        require_preview(request)
+        self._auth(request, "write", None)
+        raise permission_denied(
+            "Default:PermissionDenied", mediaSetRid=request.match_info["rid"],
+            message="registering items of a virtual media set needs its external source: Foundry only",
+        )  # fmt: skip
+
+    async def transformation(self, request: web.Request) -> web.Response:
+        require_preview(request)
+        self._auth(request, "read", None)
+        self.store.item(request.match_info["rid"], request.match_info["item"])
+        raise permission_denied(
+            "TransformationPermissionDenied", underlyingErrorType="PlatformOnly", code="PERMISSION_DENIED",
+            mediaSetRid=request.match_info["rid"], message="media transformations run only on Foundry",
+        )  # fmt: skip

@@ -3,15 +3,17 @@
 A transactional set needs `transactionId` on uploads, and its items appear only on commit; in a
 non-transactional set an upload without one is visible at once. The last write to a path wins: every
 item that becomes visible gets a logical timestamp strictly after all earlier ones in its set.
+
+Clearing a path hides every item then at it (by path and by rid, as the SDK documents); in a
+transaction the clear waits for the commit, which applies uploads and clears in the order they were made.
+Temporary uploads (`media/upload`) land in one hidden, non-transactional set the fake makes on first use.
 """
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,104 +22,17 @@ from ..errors import bad_request, conflict, not_found
 from ..ids import new_rid, now_iso
 from ..provenance import Provenance
 from ..storage import Storage
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS ms_sets (
-    rid TEXT PRIMARY KEY,
-    transactional INTEGER NOT NULL,
-    paths_required INTEGER NOT NULL,
-    media_schema TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS ms_branches (
-    media_set_rid TEXT NOT NULL,
-    name TEXT NOT NULL,
-    view_rid TEXT NOT NULL UNIQUE,
-    PRIMARY KEY (media_set_rid, name)
-);
-CREATE TABLE IF NOT EXISTS ms_transactions (
-    id TEXT PRIMARY KEY,
-    media_set_rid TEXT NOT NULL,
-    branch TEXT NOT NULL,
-    status TEXT NOT NULL,           -- OPEN | COMMITTED | ABORTED
-    created_time TEXT NOT NULL,
-    closed_time TEXT
-);
-CREATE TABLE IF NOT EXISTS ms_items (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    rid TEXT NOT NULL UNIQUE,
-    media_set_rid TEXT NOT NULL,
-    branch TEXT NOT NULL,
-    path TEXT,
-    transaction_id TEXT,            -- NULL: written outside a transaction
-    visible INTEGER NOT NULL,       -- 0 until its transaction commits
-    logical_timestamp INTEGER,      -- microseconds, strictly increasing per media set; set when visible
-    mime_type TEXT NOT NULL,
-    size_bytes INTEGER NOT NULL,
-    blob_id TEXT NOT NULL,
-    created_time TEXT NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS ms_one_open_transaction
-    ON ms_transactions (media_set_rid, branch) WHERE status = 'OPEN';
-CREATE INDEX IF NOT EXISTS ms_items_by_path ON ms_items (media_set_rid, branch, path, visible, logical_timestamp);
-CREATE INDEX IF NOT EXISTS ms_items_by_time ON ms_items (media_set_rid, logical_timestamp);
-CREATE INDEX IF NOT EXISTS ms_items_by_transaction ON ms_items (transaction_id);
-"""
-
-MAX_PATH_CHARS = 255  # Foundry: paths must be less than 256 characters
-_ITEM_RID = re.compile(
-    r"^ri\.mio\.main\.media-item\.[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+from .models import (
+    ITEM_RID,
+    MAX_PATH_CHARS,
+    PATHS_IN_PROVENANCE,
+    SCHEMA,
+    TEMPORARY_SET_RID,
+    MediaItem,
+    MediaSet,
+    MediaTransaction,
+    item_from_row,
 )
-_TWO_GIB = 2**31
-_PATHS_IN_PROVENANCE = 100
-
-
-@dataclass(frozen=True)
-class MediaSet:
-    rid: str
-    transactional: bool
-    paths_required: bool
-    media_schema: str
-
-    def to_json(self) -> dict[str, Any]:
-        policy = "batchTransactions" if self.transactional else "noTransactions"
-        return {"rid": self.rid, "mediaSchema": self.media_schema, "defaultBranchName": "master",
-                "transactionPolicy": {"type": policy}, "pathsRequired": self.paths_required}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class MediaTransaction:
-    id: str
-    media_set_rid: str
-    branch: str
-    status: str
-
-
-@dataclass(frozen=True)
-class MediaItem:
-    rid: str
-    media_set_rid: str
-    branch: str
-    path: str | None
-    logical_timestamp: int | None
-    mime_type: str
-    size_bytes: int
-    blob_id: str
-
-    def to_json(self, view_rid: str) -> dict[str, Any]:
-        """The SDK's item info: `sizeBytesLong` is required by its model, besides `sizeBytes`."""
-        body: dict[str, Any] = {"viewRid": view_rid, "logicalTimestamp": self.logical_timestamp}
-        if self.path is not None:
-            body["path"] = self.path
-        body["mimeType"] = body["originallyUploadedFileMimeType"] = self.mime_type
-        if self.size_bytes < _TWO_GIB:  # the SDK documents sizeBytes as omitted from 2 GiB
-            body["sizeBytes"] = self.size_bytes
-        body["sizeBytesLong"] = self.size_bytes
-        return body
-
-
-def _item(row: sqlite3.Row) -> MediaItem:
-    return MediaItem(*(row[k] for k in ("rid", "media_set_rid", "branch", "path", "logical_timestamp",
-                                        "mime_type", "size_bytes", "blob_id")))  # fmt: skip
 
 
 class MediaSetStore:
@@ -204,26 +119,37 @@ class MediaSetStore:
         self.storage.execute(
             "UPDATE ms_transactions SET status = ?, closed_time = ? WHERE id = ?", (status, now_iso(), txn.id)
         )
-        return [_item(r) for r in rows]
+        return [item_from_row(r) for r in rows]
 
     def commit(self, principal: Principal, txn: MediaTransaction) -> None:
         with self.storage.transaction():
             items = self._close(txn, "COMMITTED")
-            for item in items:  # in upload order, so a later write to a path wins
+            clears = self.storage.query(
+                "SELECT path, after_seq FROM ms_pending_clears WHERE transaction_id = ? ORDER BY after_seq, rowid",
+                (txn.id,),
+            )
+            pending = [(int(c["after_seq"]), str(c["path"])) for c in clears]
+            for seq, item in self._items_with_seq(txn.id, items):  # in upload order: a later write to a path wins
+                while pending and pending[0][0] < seq:
+                    self._hide_path(txn.media_set_rid, txn.branch, pending.pop(0)[1])
                 self.storage.execute(
                     "UPDATE ms_items SET visible = 1, logical_timestamp = ? WHERE rid = ?",
                     (self._next_timestamp(txn.media_set_rid), item.rid),
                 )
+            for _, path in pending:
+                self._hide_path(txn.media_set_rid, txn.branch, path)
+            self.storage.execute("DELETE FROM ms_pending_clears WHERE transaction_id = ?", (txn.id,))
             self.provenance.record(
                 principal, rid=txn.media_set_rid, branch=txn.branch, operation="commitMediaTransaction",
                 direction="write", record_count=len(items), transactionId=txn.id,
-                sizeBytes=sum(i.size_bytes for i in items), paths=[i.path for i in items[:_PATHS_IN_PROVENANCE]],
+                sizeBytes=sum(i.size_bytes for i in items), paths=[i.path for i in items[:PATHS_IN_PROVENANCE]],
             )  # fmt: skip
 
     def abort(self, txn: MediaTransaction) -> None:
         with self.storage.transaction():
             items = self._close(txn, "ABORTED")
             self.storage.execute("DELETE FROM ms_items WHERE transaction_id = ?", (txn.id,))
+            self.storage.execute("DELETE FROM ms_pending_clears WHERE transaction_id = ?", (txn.id,))
         self.storage.delete_blobs(i.blob_id for i in items)
 
     # Items
@@ -237,7 +163,7 @@ class MediaSetStore:
                 "Default:InvalidArgument", mediaSetRid=ms.rid, message="mediaItemPath must be under 256 characters"
             )
         item_rid = item_rid or new_rid("mio", "media-item")
-        if not _ITEM_RID.match(item_rid):
+        if not ITEM_RID.match(item_rid):
             raise bad_request(
                 "InvalidMediaItemRid", mediaItemRid=item_rid, reason="expected ri.mio.main.media-item.<uuid>"
             )
@@ -297,7 +223,7 @@ class MediaSetStore:
         )
         if row is None:
             raise not_found("MediaItemNotFound", mediaSetRid=rid, mediaItemRid=item_rid)
-        return _item(row)
+        return item_from_row(row)
 
     def item_info(self, item: MediaItem) -> dict[str, Any]:
         view_rid = self._view_rid(item.media_set_rid, item.branch)
@@ -320,6 +246,52 @@ class MediaSetStore:
             mediaItemRid=item.rid, path=item.path, sizeBytes=item.size_bytes,
         )  # fmt: skip
         return self.storage.blob_path(item.blob_id)
+
+    def _items_with_seq(self, txn_id: str, items: list[MediaItem]) -> list[tuple[int, MediaItem]]:
+        rows = self.storage.query("SELECT rid, seq FROM ms_items WHERE transaction_id = ?", (txn_id,))
+        seqs = {str(r["rid"]): int(r["seq"]) for r in rows}
+        return [(seqs[i.rid], i) for i in items]
+
+    def _hide_path(self, rid: str, branch: str, path: str) -> None:
+        self.storage.execute(
+            "UPDATE ms_items SET visible = 0 WHERE media_set_rid = ? AND branch = ? AND path = ? AND visible = 1",
+            (rid, branch, path),
+        )
+
+    def clear(self, principal: Principal, ms: MediaSet, branch: str, txn_id: str | None, path: str) -> None:
+        """Hide the items at `path` now, or (in a transaction) when it commits."""
+        with self.storage.transaction():
+            if txn_id is None:
+                self._hide_path(ms.rid, branch, path)
+            else:
+                self.open_txn(ms.rid, txn_id)
+                self.storage.execute(
+                    "INSERT INTO ms_pending_clears (transaction_id, path, after_seq)"
+                    " VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) FROM ms_items))",
+                    (txn_id, path),
+                )
+            self.provenance.record(
+                principal, rid=ms.rid, branch=branch, operation="clearMediaItemsAtPath", direction="write",
+                path=path, transactionId=txn_id,
+            )  # fmt: skip
+
+    def temporary_set(self) -> MediaSet:
+        """The hidden set temporary uploads go to, made on first use."""
+        if self.storage.one("SELECT 1 FROM ms_sets WHERE rid = ?", (TEMPORARY_SET_RID,)) is None:
+            with self.storage.transaction():
+                self.storage.insert_resource(TEMPORARY_SET_RID, "media_set", "temporary media uploads", None)
+                self.storage.execute(
+                    "INSERT INTO ms_sets (rid, transactional, paths_required, media_schema) VALUES (?, 0, 0, ?)",
+                    (TEMPORARY_SET_RID, "MULTIMODAL"),
+                )
+                self.ensure_branch(TEMPORARY_SET_RID, "master")
+        return self.media_set(TEMPORARY_SET_RID)
+
+    def reference(self, item: MediaItem) -> dict[str, Any]:
+        """The item's media reference (core `MediaReference`, a `mediaSetViewItem`)."""
+        view = {"mediaSetRid": item.media_set_rid, "mediaSetViewRid": self.item_info(item)["viewRid"],
+                "mediaItemRid": item.rid}  # fmt: skip
+        return {"mimeType": item.mime_type, "reference": {"type": "mediaSetViewItem", "mediaSetViewItem": view}}
 
     def _next_timestamp(self, rid: str) -> int:
         """Microseconds since the epoch, but strictly after every earlier write to this media set."""

@@ -55,6 +55,7 @@ def route_tables(ctx: FakeContext) -> list[RouteTable]:
     v2 = StreamHandlers(ctx, store)
     subscribers = SubscriberHandlers(ctx, store, SubscriberStore(store))
     ctx.resource_creators["stream"] = v2.create_for_admin
+    ctx.auth.branch_checks["stream"] = lambda rid, branch: store.find(rid, branch) is not None  # job declarations
     ctx.stream_reset = lambda rid, branch: store.reset(rid, branch, {})  # the fault kit's resetStream
     # The v2 routes never answered HEAD (head=False); the legacy ones did.
     return [

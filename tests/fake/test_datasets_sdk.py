@@ -22,6 +22,16 @@ from tests.fake.dataset_helpers import parquet_bytes
 
 T = TypeVar("T")
 
+# The SDK methods this module calls against the fake (test_sdk_coverage.py collects them).
+SDK_METHODS = {
+    "datasets.Dataset.create", "datasets.Dataset.get", "datasets.Dataset.read_table", "datasets.Dataset.put_schema",
+    "datasets.Dataset.get_schema", "datasets.Branch.create", "datasets.Branch.get", "datasets.Branch.list",
+    *(f"datasets.Transaction.{m}" for m in ("create", "commit", "abort", "get")),
+    *(f"datasets.File.{m}" for m in ("upload", "list", "get", "content")),
+    *(f"media_sets.MediaSet.{m}" for m in ("upload", "get_rid_by_path", "info", "read", "get", "create", "commit",
+                                           "abort")),
+}  # fmt: skip
+
 
 def client(fake: FakeServer, token: str) -> Any:
     return foundry_sdk.FoundryClient(

@@ -23,6 +23,15 @@ from tests.fake.stream_helpers import SCHEMA, field, make_stream
 
 T = TypeVar("T")
 
+# The SDK methods this module calls against the fake (test_sdk_coverage.py collects them).
+SDK_METHODS = {
+    "streams.Dataset.create",
+    *(f"streams.Stream.{m}" for m in ("create", "get", "get_end_offsets", "get_records", "publish_binary_record",
+                                      "publish_record", "publish_records", "reset")),
+    *(f"streams.Subscriber.{m}" for m in ("create", "read_records", "commit_offsets", "get_read_position",
+                                          "reset_offsets", "delete")),
+}  # fmt: skip
+
 
 def client(fake: FakeServer, token: str | None = None) -> Any:
     return foundry_sdk.FoundryClient(
