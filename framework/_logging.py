@@ -182,7 +182,8 @@ def configure_logging(format: LogFormat = "auto", level: str = "INFO", *, stream
         renderer = render_sls
     elif use_console:
         final = [redact, _unwrap_safe]
-        renderer = structlog.dev.ConsoleRenderer(colors=is_tty)
+        # Plain tracebacks: rich ones print source lines and locals, which can hold secrets split across a box.
+        renderer = structlog.dev.ConsoleRenderer(colors=is_tty, exception_formatter=structlog.dev.plain_traceback)
     else:
         final = [structlog.processors.format_exc_info, redact, _unwrap_safe]
         renderer = structlog.processors.JSONRenderer()
