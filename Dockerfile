@@ -1,4 +1,4 @@
-# A pipeline-mode compute module image (foundry-api.md section 1): linux/amd64, numeric non-root USER,
+# A pipeline-mode compute module image: linux/amd64, numeric non-root USER,
 # a pinned base (never `latest`), /bin/sh present (Foundry captures stdout logs through it).
 # Build: docker build --platform linux/amd64 -t my-connector:0.1.0 .
 FROM --platform=linux/amd64 python:3.11.11-slim-bookworm

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit e2e bench clean
+.PHONY: demo test lint typecheck browser unit e2e bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required; set PYTHON=/path/to/python3.11")'
@@ -23,7 +23,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: lint typecheck
+# The web page's browser test drives Debian's Chromium and its driver. Installed here when missing and we can
+# (root, with apt); otherwise that one test skips and says how to enable it. Never a browser of a tool's own.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing chromium and chromium-driver for the web page's browser test"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
+				>/dev/null 2>&1 || echo "could not install chromium chromium-driver; the browser test will skip"; \
+		else \
+			echo "no /usr/bin/chromium: the browser test will skip (apt-get install chromium chromium-driver)"; \
+		fi; \
+	fi
+
+test: lint typecheck browser
 	$(VENV)/bin/pytest -q
 
 bench: $(STAMP)

@@ -31,6 +31,7 @@ from .stack import Stack, load_stack
 from .storage import Storage, private_dir
 from .streams import routes as streams
 from .tls import ensure_tls
+from .ui import routes as ui
 
 SERVICES: tuple[Service, ...] = (
     admin.route_tables,
@@ -40,6 +41,7 @@ SERVICES: tuple[Service, ...] = (
     compute_modules.route_tables,
     catalog.route_tables,
     faults.route_tables,
+    ui.route_tables,
 )
 
 

@@ -167,7 +167,10 @@ async def _serve(args: argparse.Namespace) -> None:
         print(f"compute-module runtime (https) on {fake.https_url}; CA: {fake.ca_path}", flush=True)
     for name, folder in fake.job_folders.items():
         print(f"job {name}: env file {folder / 'env'}", flush=True)
-    _event("fake serving", url=fake.url, https_url=fake.https_url, state_dir=str(args.state_dir))
+    page = f"{fake.url}/"
+    if not _structured:  # structured stdout is all records: there the page is a field of "fake serving"
+        print(f"web page: {page} (log in with the admin token)", flush=True)
+    _event("fake serving", url=fake.url, https_url=fake.https_url, state_dir=str(args.state_dir), web_page=page)
     try:
         await stop.wait()
     finally:

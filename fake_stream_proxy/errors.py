@@ -1,4 +1,4 @@
-"""Foundry's error envelope (foundry-api.md section 5), raised by handlers and rendered by one middleware.
+"""Foundry's error envelope, raised by handlers and rendered by one middleware.
 
 A method a path does not serve answers 404 `Default:NotFound` (errorCode NOT_FOUND) with the method and
 path, like a path nothing serves: the SDK maps errors by status, and has no class for a 405 (it would

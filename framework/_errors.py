@@ -32,7 +32,7 @@ class ConfigError(ConnectorError):
 
 
 class FoundryError(ConnectorError):
-    """Foundry answered with its error envelope (foundry-api.md section 5).
+    """Foundry answered with its error envelope.
 
     `error_name` is the stable thing to match on (`StreamNotFound`, `OpenTransactionAlreadyExists`...).
     """

@@ -1,4 +1,4 @@
-"""The one HTTP seam to Foundry: auth, retries, typed errors (foundry-api.md section 5).
+"""The one HTTP seam to Foundry: auth, retries, typed errors.
 
 Everything that talks to Foundry goes through `FoundryClient`, so tests can point it at the fake or mock it.
 """

@@ -49,6 +49,32 @@ class CatalogStore:
                 jobs[r["job_rid"]][r["direction"] + "s"][r["alias"]] = {"rid": r["rid"], "branch": r["branch"]}
         return list(jobs.values())
 
+    def runtimes(self) -> list[dict[str, Any]]:
+        """Function-mode runtimes with their deployed apps and job counts by status (no module tokens)."""
+        counts: dict[str, dict[str, int]] = {}
+        rows = self.storage.query("SELECT runtime_id, status, COUNT(*) AS n FROM cm_jobs GROUP BY runtime_id, status")
+        for r in rows:
+            counts.setdefault(r["runtime_id"], {})[r["status"]] = int(r["n"])
+        apps: dict[str, list[str]] = {}
+        for r in self.storage.query("SELECT runtime_id, deployed_app_rid, branch FROM cm_deployed_apps WHERE active"):
+            apps.setdefault(r["runtime_id"], []).append(f"{r['deployed_app_rid']}@{r['branch']}")
+        rows = self.storage.query(
+            "SELECT runtime_id, connected, last_poll_at, max_concurrent_tasks, created_time FROM cm_runtimes"
+            " ORDER BY created_time, runtime_id"
+        )
+        return [
+            {
+                "runtimeId": r["runtime_id"],
+                "connected": bool(r["connected"]),
+                "lastPollAt": r["last_poll_at"],
+                "maxConcurrentTasks": r["max_concurrent_tasks"],
+                "createdTime": r["created_time"],
+                "deployedApps": apps.get(r["runtime_id"], []),
+                "jobs": counts.get(r["runtime_id"], {}),
+            }
+            for r in rows
+        ]
+
     def lineage(self) -> dict[str, Any]:
         """input -> job -> output edges, each with its record count and last activity from provenance."""
         names = {r.rid: r for r in self.resources()}

@@ -1,6 +1,6 @@
-"""Datasets API v2 handlers (foundry-api.md section 3), shaped after foundry-platform-sdk's `v2/datasets`.
+"""Datasets API v2 handlers, shaped after foundry-platform-sdk's `v2/datasets`.
 
-Where the SDK and foundry-api.md differ, the SDK wins (it is what real clients send):
+Where the SDK and Palantir's API docs differ, the SDK wins (it is what real clients send):
 - readTable's denied errorName is `ReadTableDatasetPermissionDenied`; `columns` arrives as a repeated
   query parameter (the SDK explodes lists), and we also accept comma-separated lists.
 - `GET getSchema` / `PUT putSchema` (branchName, endTransactionRid in the PUT *body*).

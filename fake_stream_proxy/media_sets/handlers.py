@@ -1,6 +1,6 @@
-"""Media Sets API v2 handlers (foundry-api.md section 4), shaped after foundry-platform-sdk's `v2/media_sets`.
+"""Media Sets API v2 handlers, shaped after foundry-platform-sdk's `v2/media_sets`.
 
-Where the SDK and foundry-api.md differ, the SDK wins:
+Where the SDK and Palantir's API docs differ, the SDK wins:
 - creating a transaction answers a bare JSON string (the SDK's `TransactionId` is a UUID string);
   commit and abort answer 204 with no body;
 - every endpoint whose SDK method takes `preview` (get media set, transactions, upload, getRidByPath)

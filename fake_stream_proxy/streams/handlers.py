@@ -1,9 +1,9 @@
-"""Streams API v2 handlers (foundry-api.md section 2a): streaming datasets, streams, records, subscribers.
+"""Streams API v2 handlers: streaming datasets, streams, records, subscribers.
 
-Where foundry-api.md and the official SDK differ, the SDK wins: error names and their parameters are the
+Where Palantir's API docs and the official SDK differ, the SDK wins: error names and their parameters are the
 ones the SDK deserialises into typed exceptions, and every endpoint whose SDK method takes `preview`
 answers 400 ApiFeaturePreviewUsageOnly without `preview=true`, as Foundry does for beta endpoints
-(foundry-api.md lists preview for fewer). Also from the SDK: get answers 404 StreamNotFound (not 403) for
+(the API docs list preview for fewer). Also from the SDK: get answers 404 StreamNotFound (not 403) for
 a stream the caller may not see; getRecords caps `limit` at a server limit; permission errors carry
 datasetRid/streamBranchName.
 

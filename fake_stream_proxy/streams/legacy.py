@@ -1,4 +1,4 @@
-"""Legacy stream-proxy handlers (foundry-api.md section 2b), as Palantir's compute-module examples call them.
+"""Legacy stream-proxy handlers, as Palantir's compute-module examples call them.
 
 Same streams, records and provenance as the v2 API: these only reshape requests and responses around
 StreamStore's `publish` and reads.

@@ -1,4 +1,4 @@
-"""Dataset resources (foundry-api.md section 3): paths, and the file and transaction records the API returns."""
+"""Dataset resources: paths, and the file and transaction records the API returns."""
 
 from __future__ import annotations
 

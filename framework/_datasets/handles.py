@@ -1,4 +1,4 @@
-"""Dataset inputs and outputs (foundry-api.md section 3): Arrow tables in, Parquet files out."""
+"""Dataset inputs and outputs: Arrow tables in, Parquet files out."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The pipeline-mode environment Foundry gives a compute module (foundry-api.md section 1), validated up front.
+"""The pipeline-mode environment Foundry gives a compute module, validated up front.
 
 Every problem becomes a one-line `ConfigError` naming the variable or file and saying what to do, because
 the person reading it is looking at a container log, not a debugger. Secret values never reach a message.

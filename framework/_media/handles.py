@@ -1,4 +1,4 @@
-"""Media set inputs and outputs (foundry-api.md section 4): items by path or rid, streamed both ways.
+"""Media set inputs and outputs: items by path or rid, streamed both ways.
 
 The v2 API has no list-items call, so these handles look items up by path (`get_rid`) or rid only.
 """

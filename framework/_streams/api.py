@@ -1,4 +1,4 @@
-"""Stream resources over the Streams API v2 (foundry-api.md section 2a): paths and stream metadata."""
+"""Stream resources over the Streams API v2: paths and stream metadata."""
 
 from __future__ import annotations
 

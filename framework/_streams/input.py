@@ -1,4 +1,4 @@
-"""Stream inputs over the Streams API v2 (foundry-api.md section 2a): read batches, commit after acks."""
+"""Stream inputs over the Streams API v2: read batches, commit after acks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stream outputs over the Streams API v2 (foundry-api.md section 2a): batched, ordered publishing."""
+"""Stream outputs over the Streams API v2: batched, ordered publishing."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ _SCALARS: dict[type, str] = {
 
 
 def stream_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """`{"fields": [{"name", "schema": {"nullable", "dataType"}}]}` for `model` (foundry-api.md 2a)."""
+    """`{"fields": [{"name", "schema": {"nullable", "dataType"}}]}` for `model`."""
     return {"fields": [_field(name, f.annotation, model) for name, f in model.model_fields.items()]}
 
 

@@ -309,7 +309,7 @@ async def test_restart_loses_nothing(fake: FakeServer, admin: Admin) -> None:
     assert [r["value"]["id"] for r in records] == [0, 2, 4]
 
 
-# The validator on its own, for every type of foundry-api.md section 2a.
+# The validator on its own, for every stream field type.
 
 CASES: list[tuple[dict[str, Any], Any, bool]] = [
     ({"type": "string"}, "x", True),

@@ -1,4 +1,4 @@
-"""Legacy stream-proxy routes (foundry-api.md section 2b) share records, auth and provenance with API v2."""
+"""Legacy stream-proxy routes share records, auth and provenance with API v2."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The image rules of foundry-api.md section 1, checked by parsing the Dockerfile (no Docker engine here)."""
+"""A compute module image's rules, checked by parsing the Dockerfile (no Docker engine here)."""
 
 from __future__ import annotations
 
