@@ -178,10 +178,7 @@ async def _serve(args: argparse.Namespace) -> None:
         _event("fake stopped")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command in inspect.COMMANDS:
-        return inspect.run(args)
+def _configure_logs(args: argparse.Namespace) -> None:
     if args.log_format == "plain":
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     else:
@@ -191,11 +188,21 @@ def main(argv: list[str] | None = None) -> int:
         _structured = True
         configure_logging(args.log_format, "INFO")
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`serve`, or one of the inspection commands; a user error is one line on stderr and exit 2."""
+    args = _parser().parse_args(argv)
     try:
-        _check_state_dir(args.state_dir)
-        asyncio.run(_serve(args))
-    except UsageError as exc:
-        print(f"fake-stream-proxy: {exc}", file=sys.stderr)
+        if args.command in inspect.COMMANDS:
+            asyncio.run(inspect.run(args))
+        else:
+            _configure_logs(args)
+            _check_state_dir(args.state_dir)
+            asyncio.run(_serve(args))
+    except (UsageError, inspect.InspectError) as exc:
+        where = "" if args.command == "serve" else f" {args.command}"
+        print(f"fake-stream-proxy{where}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 0

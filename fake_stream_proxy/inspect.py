@@ -171,7 +171,8 @@ async def _publish(client: Client, args: argparse.Namespace, records: list[Any])
     print(f"published {len(records)} records to {args.stream}")
 
 
-async def _run(args: argparse.Namespace) -> None:
+async def run(args: argparse.Namespace) -> None:
+    """Run one inspection command; raises InspectError with the line to show."""
     async with aiohttp.ClientSession() as session:
         client = Client(session, args.url, _token(args))
         command = args.command
@@ -205,14 +206,3 @@ async def _run(args: argparse.Namespace) -> None:
             csv = await client.call("GET", f"/api/v2/datasets/{quote(rid, safe='')}/readTable", params=params)
             text = csv.decode() if isinstance(csv, bytes) else json.dumps(csv)
             print("\n".join(text.splitlines()[: args.head + 1]))
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        asyncio.run(_run(args))
-    except InspectError as exc:
-        print(f"fake-stream-proxy {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 0
-    return 0

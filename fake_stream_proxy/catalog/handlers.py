@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..auth import Auth
+from ..context import FakeContext
 from .store import CatalogStore
 
 
 class CatalogHandlers:
-    def __init__(self, auth: Auth, store: CatalogStore) -> None:
-        self.auth = auth
-        self.store = store
+    def __init__(self, ctx: FakeContext) -> None:
+        self.auth, self.store = ctx.auth, CatalogStore(ctx.storage)
 
     async def resources(self, request: web.Request) -> web.Response:
         self.auth.require_admin(request)

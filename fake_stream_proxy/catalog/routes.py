@@ -5,7 +5,6 @@ from __future__ import annotations
 from ..context import FakeContext
 from ..routing import RouteTable, table
 from .handlers import CatalogHandlers
-from .store import CatalogStore
 
 ROUTES = """
     GET     /resources      resources
@@ -15,4 +14,4 @@ ROUTES = """
 
 
 def route_tables(ctx: FakeContext) -> list[RouteTable]:
-    return [table(("/_fake",), CatalogHandlers(ctx.auth, CatalogStore(ctx.storage)), ROUTES)]
+    return [table(("/_fake",), CatalogHandlers(ctx), ROUTES)]

@@ -5,6 +5,7 @@ Read-only: nothing here changes state, and job tokens are never listed.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,13 +21,13 @@ class Resource:
     created_time: str
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "rid": self.rid,
-            "type": self.type,
-            "name": self.name,
-            "parentFolderRid": self.parent_folder_rid,
-            "createdTime": self.created_time,
-        }
+        """camelCase keys, like every Foundry answer."""
+        return {_camel(k): v for k, v in dataclasses.asdict(self).items()}
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part.title() for part in rest)
 
 
 class CatalogStore:

@@ -6,6 +6,7 @@ callers) is the handlers' business; this store only changes state and says what 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import sqlite3
@@ -80,12 +81,8 @@ class Runtime:
     max_concurrent_tasks: int
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "runtime_id": self.runtime_id,
-            "module_auth_token": self.module_auth_token,
-            "connected": self.connected,
-            "last_poll_at": self.last_poll_at,
-        }
+        """The emulator's snake_case runtime record (concurrency is our extension, kept out of it)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "max_concurrent_tasks"}
 
 
 @dataclass(frozen=True)
@@ -183,8 +180,8 @@ class ComputeModuleStore:
     """One method per runtime or Contour action; raises `ComputeModuleError`s with the emulator's names."""
 
     def __init__(self, storage: Storage) -> None:
+        storage.ensure_schema(SCHEMA)  # the tables exist before the first action
         self.storage = storage
-        storage.ensure_schema(SCHEMA)
 
     # Runtimes.
 

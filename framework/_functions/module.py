@@ -110,17 +110,9 @@ def _describe(cls: type, method: str, fn: Callable[..., Any], name: str) -> Func
     streaming = element is not None
     output = element if streaming else returns
     is_async = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
-    return FunctionDef(
-        name=name,
-        method=method,
-        query=query,
-        unpack=unpack,
-        takes_context=takes_context,
-        is_async=is_async,
-        streaming=streaming,
-        result=TypeAdapter(Any if output is None else output),
-        spec=function_spec(name, query, Any if output is None else output, streaming=streaming, owner=cls.__name__),
-    )
+    result = TypeAdapter(Any if output is None else output)
+    spec = function_spec(name, query, Any if output is None else output, streaming=streaming, owner=cls.__name__)
+    return FunctionDef(name, method, query, unpack, takes_context, is_async, streaming, result, spec)
 
 
 class FunctionModule:

@@ -22,16 +22,11 @@ from .._errors import ConfigError
 
 DataType = dict[str, Any]
 
-_PRIMITIVES: dict[Any, str] = {
-    bool: "boolean",  # before int: bool is an int subclass
-    int: "integer",
-    float: "float",
-    str: "string",
-    bytes: "binary",
-    datetime.datetime: "timestamp",  # before date: datetime is a date subclass
-    datetime.date: "date",
-    decimal.Decimal: "decimal",
-}
+# Foundry's function data type of each Python type (bool and datetime are int and date subclasses: checked first).
+_PRIMITIVES: tuple[tuple[Any, str], ...] = (
+    (bool, "boolean"), (int, "integer"), (float, "float"), (str, "string"), (bytes, "binary"),
+    (datetime.datetime, "timestamp"), (datetime.date, "date"), (decimal.Decimal, "decimal"),
+)  # fmt: skip
 _LISTS = (list, tuple, collections.abc.Sequence, collections.abc.Iterable, collections.abc.Iterator)
 _STREAMS = (collections.abc.AsyncIterator, collections.abc.AsyncIterable, collections.abc.AsyncGenerator)
 _STREAMS_SYNC = (collections.abc.Iterator, collections.abc.Generator)
@@ -64,7 +59,7 @@ def data_type(hint: Any, *, where: str) -> DataType:
         return _tagged("map", {"keysType": keys, "valuesType": values})
     if hint is Any or hint is object:
         return _tagged("string")  # what Foundry's UI accepts for a value it cannot type
-    for python, name in _PRIMITIVES.items():
+    for python, name in _PRIMITIVES:
         if hint is python:
             return _tagged(name)
     fields = _fields(hint)
