@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from ._connector import Connector
 from ._errors import ConfigError
 from ._handles import Handle, declared_handles
@@ -68,7 +70,8 @@ class Progress:
     def plain(self) -> str:
         parts = [f"{r[0]} {r[2]}: {r[4] or 0} records ({r[5] or 0}/s)" + (f", lag {r[6]}" if r[6] else "")
                  for r in self.rows()]  # fmt: skip
-        return "; ".join(parts) + (f" | last error: {self.last_error}" if self.last_error else "")
+        restarts = f" | restarted {self.restarts}x on source changes" if self.restarts else ""
+        return "; ".join(parts) + restarts + (f" | last error: {self.last_error}" if self.last_error else "")
 
 
 COLUMNS = ["alias", "kind", "direction", "in stream", "processed", "per s", "lag", "invalid"]
@@ -184,7 +187,8 @@ class Display:
     def _table(self) -> Any:
         from rich.table import Table
 
-        table = Table(title="connector dev", caption=f"last error: {self.progress.last_error or '-'}")
+        restarts = f" (restarted {self.progress.restarts}x)" if self.progress.restarts else ""
+        table = Table(title=f"connector dev{restarts}", caption=f"last error: {self.progress.last_error or '-'}")
         for column in COLUMNS:
             table.add_column(column, justify="right" if column not in ("alias", "kind", "direction") else "left")
         for row in self.progress.rows():
@@ -203,6 +207,7 @@ async def _child(spec: str, environ: dict[str, str], progress: Progress) -> asyn
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "framework.cli", "run", spec, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,  # Ctrl-C reaches `connector dev`, which stops the connector, then the fake
     )  # fmt: skip
 
     async def pump() -> None:
@@ -261,9 +266,12 @@ async def run_dev(
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
-                for h in handles:
-                    if h.kind == "stream":
-                        progress.totals[h.alias] = sum((await foundry.end_offsets(rids[h.alias])).values())
+                try:
+                    for h in handles:
+                        if h.kind == "stream":
+                            progress.totals[h.alias] = sum((await foundry.end_offsets(rids[h.alias])).values())
+                except (aiohttp.ClientError, AssertionError) as exc:
+                    raise ConfigError(f"the fake at {foundry.url} stopped answering ({type(exc).__name__})") from exc
                 display.update()
                 if process.returncode is not None and not reload:
                     progress.exit_code = process.returncode
@@ -272,6 +280,7 @@ async def run_dev(
                     watched = now
                     await _stop(process)
                     progress.restarts += 1
+                    progress.last_error = None
                     process = await _child(spec, job.environ, progress)
                 done = all(
                     (seen.get("lag") == 0) for seen in progress.inputs.values()

@@ -399,6 +399,7 @@ async def fake_process(state_dir: Path, *, port: int = 0, echo: bool = False) ->
         "--state-dir",
         str(state_dir / "fake"),
         stdout=asyncio.subprocess.PIPE,
+        start_new_session=True,  # a terminal's Ctrl-C reaches its caller, which stops it last, in order
     )
     try:
         assert process.stdout is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -79,3 +80,36 @@ async def test_dev_bad_input_is_one_line(tmp_path: Path) -> None:
     assert (code, out.strip()) == (2, "connector dev: --publish bad.jsonl:2: not a JSON record")
     code, out = await dev(tmp_path, "connectors.doubler:Nope")
     assert code == 2 and len(out.strip().splitlines()) == 1 and "Nope" in out
+
+
+async def test_dev_reload_restarts_the_connector_when_its_source_changes(tmp_path: Path) -> None:
+    (tmp_path / "weather").mkdir()
+    (tmp_path / "weather" / "__init__.py").write_text("")
+    source = tmp_path / "weather" / "convert.py"
+    source.write_text(OWN_CONNECTOR)
+    (tmp_path / "readings.jsonl").write_text('{"celsius": 100}\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONNECTOR_", "BUILD2", "RESOURCE_ALIAS"))}
+    env["PYTHONPATH"] = str(ROOT)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "framework.cli", "dev", "weather.convert:ToFahrenheit", "--publish", "readings.jsonl",
+        "--reload", cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    seen: list[str] = []
+
+    async def until(text: str) -> None:
+        assert process.stdout is not None
+        while not any(text in line for line in seen):
+            line = await asyncio.wait_for(process.stdout.readline(), 30)
+            assert line, "".join(seen)
+            seen.append(line.decode())
+
+    try:
+        await until("converted output: 1 records")
+        source.write_text(OWN_CONNECTOR.replace("* 9 / 5 + 32", "* 9 / 5 + 32.5"))
+        await until("restarted 1x on source changes")
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, "".join(seen) + rest.decode()
+    assert "converted: 1 records" in rest.decode()
