@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from ._connector import Connector, _current_batch
 from ._errors import ConfigError, FoundryError, RecordValidationError
-from ._handles import AckTracker, Handle
+from ._handles import AckTracker, Handle, Origin, origin_of
 from ._streams.dead_letters import DeadLetterOutput
 from ._streams.input import InputBatch, InvalidRecord, StreamInput
 from ._streams.output import Rejected, StreamOutput
@@ -210,13 +210,15 @@ class Driver:
         if not batch.records:
             return
         if mode == "transform_batch":
-            result = await getattr(self.connector, "transform_batch")(batch.records)  # noqa: B009
-            await self._emit(result, dead_letter_invalid=True)
+            with origin_of(Origin(batch.source.alias, None, None)):
+                result = await getattr(self.connector, "transform_batch")(batch.records)  # noqa: B009
+                await self._emit(result, dead_letter_invalid=True)
             return
         transform = getattr(self.connector, "transform")  # noqa: B009
         for record, (partition, offset) in zip(batch.records, batch.origins, strict=True):
             try:
-                await self._emit(await transform(record))
+                with origin_of(Origin(batch.source.alias, partition, offset)):
+                    await self._emit(await transform(record))
             except RecordValidationError as exc:
                 # The transform produced a record its output's model rejects: keep the input record.
                 raw = record.model_dump(mode="json")
@@ -267,11 +269,21 @@ class Driver:
             await dead.send(alias, invalid.error, invalid.raw, partition=invalid.partition, offset=invalid.offset)
 
     def _rejected_by(self, alias: str) -> Rejected:
-        async def rejected(payload: dict[str, Any], error: str) -> None:
-            self.log.error("record rejected by output", output=alias, error=error)
+        async def rejected(payload: dict[str, Any], error: str, origin: Origin | None) -> None:
+            # The input position that produced the record, when known: what an operator needs to find it.
+            source = origin.source if origin else alias
+            partition, offset = (origin.partition, origin.offset) if origin else (None, None)
+            self.log.error(
+                "record rejected by output",
+                output=alias,
+                error=error,
+                source=source,
+                partition=partition,
+                offset=offset,
+            )
             dead = self.dead_letters
             assert dead is not None
-            await dead.send(alias, error, payload)
+            await dead.send(source, error, payload, partition=partition, offset=offset)
             # The rejected record counts as acknowledged (and its input batch may be committed) only once its
             # dead letter is: this runs in the output's flusher, where no input batch's AckTracker is active.
             await dead.flush()
