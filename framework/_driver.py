@@ -194,7 +194,7 @@ class Driver:
         while (item := await queue.get()) is not None:
             batch, tracker = item
             await tracker.wait()
-            await source.commit(batch.positions)
+            await source.commit(batch.positions, view_rid=batch.view_rid)
             slots.release()
 
     async def _process(self, batch: InputBatch[Any], mode: Mode) -> None:

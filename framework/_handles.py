@@ -45,6 +45,8 @@ class HandleMetrics:
     invalid: int = 0
     bytes: int = 0
     batches: int = 0
+    resets: int = 0  # streams: new views noticed (the stream was reset under the connector)
+    committed_at: float | None = None  # inputs: time.monotonic() of the last commit
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from .._errors import BadRequestError, FoundryError, RecordValidationError, RequestTooLargeError, validation_message
 from .._handles import ModelT, Origin, as_model, current_origin, track
-from .api import StreamHandle, StreamInfo, get_stream, stream_path
+from .api import StreamHandle, StreamInfo, get_stream, is_view_gone, stream_path
 
 #: Called with a record the server rejected, why, and the input position that produced it (when known).
 Rejected = Callable[[dict[str, Any], str, Origin | None], Awaitable[None]]
@@ -48,6 +48,7 @@ class StreamOutput(StreamHandle[ModelT]):
     """
 
     direction = "output"
+    _after_reset = "publishing goes on into the new view"
     #: Called with a record the server rejected; the driver wires it to the dead-letter output.
     on_rejected: Rejected | None
 
@@ -165,11 +166,8 @@ class StreamOutput(StreamHandle[ModelT]):
     async def _send(self, chunk: list[_Pending]) -> None:
         """Publish `chunk` in one request; on a per-record rejection, each half again (recursion depth is
         log2 of the batch size, and order is kept since the halves go one after the other)."""
-        path = stream_path(self.rid, self.branch, "/publishRecords", high_scale=True)
         try:
-            await self.client.request_json(
-                "POST", path, service="stream_proxy", json={"records": [p.payload for p in chunk]}
-            )
+            await self._publish_records([p.payload for p in chunk])
         except FoundryError as exc:
             if not rejects_the_record(exc):
                 _fail(chunk, exc)
@@ -188,6 +186,21 @@ class StreamOutput(StreamHandle[ModelT]):
         for pending in chunk:
             if not pending.future.done():
                 pending.future.set_result(None)
+
+    async def _publish_records(self, records: list[dict[str, Any]]) -> None:
+        """publishRecords into the view opened; after a reset of the stream, into its new view (logged once)."""
+        path = stream_path(self.rid, self.branch, "/publishRecords", high_scale=True)
+        for _ in range(3):  # a stream reset again and again between two requests is an error, not a loop
+            view = self.view_rid
+            body: dict[str, Any] = {"records": records, **({"viewRid": view} if view else {})}
+            try:
+                await self.client.request_json("POST", path, service="stream_proxy", json=body)
+                return
+            except FoundryError as exc:
+                if not is_view_gone(exc):
+                    raise
+                await self.refresh_view()
+        await self.client.request_json("POST", path, service="stream_proxy", json={"records": records})
 
     async def _reject(self, pending: _Pending, exc: FoundryError) -> None:
         """One record the server refuses: to `on_rejected` (the dead letters), else its publish fails."""

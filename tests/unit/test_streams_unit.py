@@ -244,7 +244,7 @@ async def test_input_parses_read_records_then_reads_ahead_with_get_records(
     assert source.committed == source.cursor == {"0": 5, "1": 0}
 
     first = await source.read_batch(limit=3)
-    assert stream.calls[-1] == "readRecords" and stream.read_bodies[-1] == {"limit": 3}
+    assert stream.calls[-1] == "readRecords" and stream.read_bodies[-1] == {"limit": 3, "viewRid": "view.numbers"}
     assert [r.x for r in first.records] == [1, 2, 10]
     assert first.origins == [("0", 5), ("0", 6), ("1", 0)]
     assert first.positions == {"0": 6, "1": 0}
