@@ -7,7 +7,8 @@ few helpers they call; the driver reaches the connector's bound handles through 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Coroutine, Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -176,7 +177,10 @@ class Driver:
                 if not connector.running:
                     slots.release()
                     break
-                batch = await source.read_batch()
+                batch = await self._unless_stopping(source.read_batch())
+                if batch is None:  # stopped while the read waited (for an outage to end): nothing was read
+                    slots.release()
+                    break
                 if not batch.size:
                     slots.release()
                     await connector.sleep(idle_s)
@@ -189,6 +193,28 @@ class Driver:
             await queue.put(None)
             # Shutdown: do not let lingering batches hold the last commits.
             await self.flush()
+
+    async def _unless_stopping(self, read: Coroutine[Any, Any, InputBatch[Any]]) -> InputBatch[Any] | None:
+        """`read`, or None when the connector is stopping during an outage: a read retrying until Foundry is
+        back must not hold up the shutdown (no read commits anything, so abandoning one loses nothing)."""
+        task = asyncio.ensure_future(read)
+        stopping = asyncio.ensure_future(self.connector.sleep(1e9))
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            task.cancel()
+            raise
+        finally:
+            stopping.cancel()
+        outage = self.connector.client.outage
+        while not task.done() and not outage.active:  # a read that Foundry answers is processed and committed
+            await asyncio.wait({task}, timeout=0.2)
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None
 
     async def _commit_loop(self, source: StreamInput[Any], queue: _Queue, slots: asyncio.Semaphore) -> None:
         while (item := await queue.get()) is not None:

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
 import aiohttp
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_full_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_never, wait_full_jitter
 from tenacity.wait import wait_base
 from yarl import URL
 
@@ -25,6 +25,7 @@ from ._env.environment import Environment
 from ._env.settings import RuntimeSettings
 from ._errors import FoundryError, RetryableError, error_from_envelope
 from ._logging import get_logger, register_secret
+from ._outage import Outage
 
 Service = Literal["api", "stream_proxy"]
 ParamValue = str | int | float | bool | Sequence[str] | None
@@ -52,15 +53,26 @@ _CONNECTION_FAULTS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError,
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Full-jitter exponential backoff: attempt n waits uniform(0, min(max, initial * 2**(n-1)))."""
+    """Full-jitter exponential backoff: attempt n waits uniform(0, min(max, initial * 2**(n-1))).
+
+    `max_attempts=0` retries without limit: what a running pipeline wants, since giving up turns an outage of
+    Foundry into a crash loop. Only connection faults, timeouts, 429, 5xx and malformed answers are retried.
+    """
 
     max_attempts: int = 8
     initial_backoff_s: float = 0.2
     max_backoff_s: float = 10.0
 
     @classmethod
-    def from_runtime(cls, rt: RuntimeSettings) -> RetryPolicy:
-        return cls(rt.retry_max_attempts, rt.retry_initial_backoff_s, rt.retry_max_backoff_s)
+    def from_runtime(cls, rt: RuntimeSettings, *, default_attempts: int = 8) -> RetryPolicy:
+        """CONNECTOR_RETRY_* settings; `default_attempts` when CONNECTOR_RETRY_MAX_ATTEMPTS is unset (each
+        command has its own: `connector run` 0 = unlimited, `connector check` 3)."""
+        attempts = rt.retry_max_attempts if rt.retry_max_attempts is not None else default_attempts
+        return cls(attempts, rt.retry_initial_backoff_s, rt.retry_max_backoff_s)
+
+    @property
+    def unlimited(self) -> bool:
+        return self.max_attempts == 0
 
 
 @dataclass
@@ -144,6 +156,8 @@ class FoundryClient:
         self._owns_session = session is None
         self._token: str | None = None
         self._metrics = ClientMetrics()
+        #: Whether Foundry is unavailable now (and since when): logged in a few lines, scraped by /metrics.
+        self.outage = Outage(env.runtime.outage_report_s)
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests swap this to observe waits
 
     async def __aenter__(self) -> FoundryClient:
@@ -231,24 +245,40 @@ class FoundryClient:
 
     async def _retrying(self, method: str, path: str, call: Callable[[], Awaitable[_T]]) -> _T:
         policy = self.retry
+        where = {"method": method, "path": path.split("?", 1)[0]}
 
         def log_retry(state: RetryCallState) -> None:
             self._metrics.retries += 1
             exc = state.outcome.exception() if state.outcome is not None else None
-            cause = {"status": exc.status} if isinstance(exc, FoundryError) else {"error": type(exc).__name__}
+            cause: dict[str, Any] = (
+                {"status": exc.status} if isinstance(exc, FoundryError) else {"error": type(exc).__name__}
+            )
+            if isinstance(exc, FoundryError) and exc.error_name == "MalformedResponse":
+                cause["error"] = str(exc.parameters.get("problem", ""))
             wait = state.next_action.sleep if state.next_action is not None else None
-            _log.warning(
+            # A transient fault is a debug line; an outage is a few warnings however long it lasts (`Outage`).
+            _log.debug(
                 "retrying Foundry request",
-                method=method,
-                path=path.split("?", 1)[0],
+                **where,
                 attempt=state.attempt_number,
-                max_attempts=policy.max_attempts,
+                max_attempts=policy.max_attempts or None,
                 wait_s=round(wait, 3) if wait is not None else None,
                 **cause,
             )
+            self.outage.failed(state.attempt_number, state.seconds_since_start or 0.0, {**where, **cause})
+
+        async def attempt() -> _T:
+            try:
+                result = await call()
+            except FoundryError as exc:
+                if not _is_retryable(exc):
+                    self.outage.succeeded()  # Foundry answered, if only with an error
+                raise
+            self.outage.succeeded()
+            return result
 
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(max(1, policy.max_attempts)),
+            stop=stop_never if policy.unlimited else stop_after_attempt(max(1, policy.max_attempts)),
             wait=_wait_retry_after(
                 wait_full_jitter(multiplier=policy.initial_backoff_s, max=policy.max_backoff_s), policy.max_backoff_s
             ),
@@ -257,9 +287,9 @@ class FoundryClient:
             sleep=lambda seconds: self._sleep(seconds),
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                return await call()
+        async for attempt_state in retrying:
+            with attempt_state:
+                return await attempt()
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     @contextlib.asynccontextmanager

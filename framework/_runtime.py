@@ -100,7 +100,8 @@ async def serve_connector(
 ) -> int:
     """Run `cls` until it stops; returns the exit code. Signals stop it gracefully within a bound."""
     runtime = env.runtime
-    async with FoundryClient(env, retry=RetryPolicy.from_runtime(runtime)) as client:
+    # A running pipeline outlives any outage: retries are unlimited unless CONNECTOR_RETRY_MAX_ATTEMPTS says.
+    async with FoundryClient(env, retry=RetryPolicy.from_runtime(runtime, default_attempts=0)) as client:
         connector = cls(env, client, log.bind(connector=connector_name(cls)))
         driver = Driver(connector)
         task = asyncio.create_task(driver.serve(), name="connector")
@@ -153,7 +154,8 @@ async def serve_connector(
 
 async def check_connector(cls: type[Connector], env: Environment, *, log: BoundLogger) -> int:
     """Validate the declaration, aliases and reachability of every declared resource."""
-    async with FoundryClient(env, retry=RetryPolicy.from_runtime(env.runtime)) as client:
+    # A check answers now: a short retry budget, so an unreachable Foundry is a quick exit 1.
+    async with FoundryClient(env, retry=RetryPolicy.from_runtime(env.runtime, default_attempts=3)) as client:
         driver = Driver(cls(env, client, log))
         driver.mode()  # a declaration error is a configuration error (exit 2), raised before any request
         try:
