@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json as jsonlib
 from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
@@ -23,9 +20,10 @@ from yarl import URL
 
 from ._env.environment import Environment
 from ._env.settings import RuntimeSettings
-from ._errors import FoundryError, RetryableError, error_from_envelope
+from ._errors import FoundryError, MalformedResponseError, RetryableError
 from ._logging import get_logger, register_secret
 from ._outage import Outage
+from ._responses import CONNECTION_FAULTS, decode_json, error_of, read_body
 
 Service = Literal["api", "stream_proxy"]
 ParamValue = str | int | float | bool | Sequence[str] | None
@@ -47,8 +45,7 @@ Body = bytes | Callable[[], AsyncIterable[bytes]]
 _T = TypeVar("_T")
 _log = get_logger("framework.http")
 
-# Connection faults worth another try; aiohttp's ServerDisconnectedError and socket timeouts are among them.
-_CONNECTION_FAULTS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
+_CONNECTION_FAULTS = CONNECTION_FAULTS
 
 
 @dataclass(frozen=True)
@@ -103,21 +100,6 @@ class _wait_retry_after(wait_base):
         if isinstance(retry_after, int | float):
             return max(0.0, min(float(retry_after), self.cap_s))
         return self.fallback(retry_state)
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    """Retry-After as delay-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-        return max(0.0, (when - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
 
 
 def encode_params(params: Params | None) -> list[tuple[str, str]]:
@@ -185,11 +167,11 @@ class FoundryClient:
 
     async def request_json(self, method: str, path: str, **options: Unpack[RequestOptions]) -> Any:
         """Parsed JSON; None for 204 or an empty body; the raw bytes when the body is not JSON."""
-        return await self._request(method, path, _decode, options)
+        return await self._request(method, path, decode_json, options)
 
     async def request_bytes(self, method: str, path: str, **options: Unpack[RequestOptions]) -> bytes:
         """The raw body, whatever its content type."""
-        return await self._request(method, path, _read, options)
+        return await self._request(method, path, read_body, options)
 
     async def _request(
         self, method: str, path: str, read: Callable[[aiohttp.ClientResponse], Awaitable[_T]], options: RequestOptions
@@ -218,7 +200,7 @@ class FoundryClient:
 
         async def call() -> Any:
             async with self._open(method, path, service, params, {"Content-Type": content_type}, payload) as resp:
-                return await _decode(resp)
+                return await decode_json(resp)
 
         return await self._retrying(method, path, call)
 
@@ -253,8 +235,10 @@ class FoundryClient:
             cause: dict[str, Any] = (
                 {"status": exc.status} if isinstance(exc, FoundryError) else {"error": type(exc).__name__}
             )
-            if isinstance(exc, FoundryError) and exc.error_name == "MalformedResponse":
+            if isinstance(exc, MalformedResponseError):
+                # Not a network fault but a broken answer: worth a warning each time it happens.
                 cause["error"] = str(exc.parameters.get("problem", ""))
+                _log.warning("Foundry answered with a malformed body; retrying", **where, **cause)
             wait = state.next_action.sleep if state.next_action is not None else None
             # A transient fault is a debug line; an outage is a few warnings however long it lasts (`Outage`).
             _log.debug(
@@ -317,7 +301,7 @@ class FoundryClient:
             break
         try:
             if resp.status >= 400:
-                raise await _error(resp, method, url)
+                raise await error_of(resp, method, url)
             yield resp
         finally:
             resp.release()
@@ -369,30 +353,3 @@ class _Payload:
     json: Any = None
     data: bytes | None = None
     factory: Callable[[], AsyncIterable[bytes]] | None = None
-
-
-async def _read(resp: aiohttp.ClientResponse) -> bytes:
-    return await resp.read()
-
-
-async def _decode(resp: aiohttp.ClientResponse) -> Any:
-    raw = await resp.read()
-    if resp.status == 204 or not raw:
-        return None
-    if resp.content_type == "application/json" or resp.content_type.endswith("+json"):
-        return jsonlib.loads(raw)
-    return raw
-
-
-async def _error(resp: aiohttp.ClientResponse, method: str, url: URL) -> FoundryError:
-    """The typed error; the URL loses its query string, where secrets such as tokens can travel."""
-    try:
-        text = await resp.text(errors="replace")
-    except _CONNECTION_FAULTS:
-        text = ""
-    body: Any = text
-    with contextlib.suppress(ValueError):
-        body = jsonlib.loads(text) if text else text
-    err = error_from_envelope(resp.status, body, method=method, url=str(url.with_query(None)))
-    err.retry_after_s = _retry_after_s(resp.headers.get("Retry-After"))
-    return err
