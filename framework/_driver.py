@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from ._connector import Connector, _current_batch
 from ._errors import ConfigError, FoundryError, RecordValidationError
 from ._handles import AckTracker, Handle, Origin, origin_of
+from ._responses import CONNECTION_FAULTS
 from ._streams.dead_letters import DeadLetterOutput
 from ._streams.input import InputBatch, InvalidRecord, StreamInput
 from ._streams.output import Rejected, StreamOutput
@@ -85,6 +86,12 @@ class Driver:
         for handle in self.handles.values():
             try:
                 await handle.check()
+            except CONNECTION_FAULTS as exc:
+                # Every other handle would fail the same way: one line, not one per handle.
+                url = self.connector.client.url("/")
+                message = f"cannot reach Foundry at {url}: {type(exc).__name__} {exc}".strip()
+                self.log.error("check failed", alias=handle.alias, error=f"{message}; check FOUNDRY_URL")
+                raise ConfigError(message) from None
             except (FoundryError, ConfigError) as exc:
                 failures.append(exc)
                 self.log.error("check failed", alias=handle.alias, rid=handle.rid, error=str(exc))
