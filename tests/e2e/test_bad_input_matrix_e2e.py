@@ -52,6 +52,7 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     in_folder: bool = False  # run from the case's folder (a user's project), not the repository
+    script: bool = False  # the `connector` console script (as a user runs it), not `python -m framework.cli`
 
 
 CODE_CASES = [
@@ -89,6 +90,7 @@ CODE_CASES = [
         ("cannot reach Foundry",),
         files={"mypkg/__init__.py": MY_CONNECTOR},
         in_folder=True,
+        script=True,  # `python -m` would put the folder on sys.path itself; the script does not
     ),
 ]
 
@@ -125,10 +127,11 @@ def prepare(case: Case, folder: Path) -> dict[str, str]:
 
 
 async def run_case(case: Case, folder: Path, environ: dict[str, str]) -> Result:
+    command = (
+        [str(Path(sys.executable).parent / "connector")] if case.script else [sys.executable, "-m", "framework.cli"]
+    )
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "framework.cli",
+        *command,
         *case.args,
         env=environ,
         cwd=folder if case.in_folder else ROOT,
