@@ -71,6 +71,11 @@ class Driver:
             )
         if defined[0] != "run" and not any(isinstance(h, StreamInput) for h in self.inputs):
             raise ConfigError(f"{cls.__name__} defines {defined[0]}() but declares no StreamInput")
+        if self.connector.env.runtime.on_transform_error == "dead_letter" and self.dead_letters is None:
+            raise ConfigError(
+                f"CONNECTOR_ON_TRANSFORM_ERROR=dead_letter needs a DeadLetterOutput, and {cls.__name__} declares "
+                "none: declare one, or unset the variable"
+            )
         return defined[0]
 
     # `connector check`
@@ -243,9 +248,7 @@ class Driver:
         if not batch.records:
             return
         if mode == "transform_batch":
-            with origin_of(Origin(batch.source.alias, None, None)):
-                result = await getattr(self.connector, "transform_batch")(batch.records)  # noqa: B009
-                await self._emit(result, dead_letter_invalid=True)
+            await self._transform_batch(batch)
             return
         transform = getattr(self.connector, "transform")  # noqa: B009
         for record, (partition, offset) in zip(batch.records, batch.origins, strict=True):
@@ -257,6 +260,39 @@ class Driver:
                 raw = record.model_dump(mode="json")
                 error = f"transform output for {exc.alias!r} is invalid: {exc.message}"
                 await self._dead_letter(batch.source.alias, InvalidRecord(partition, offset, raw, error))
+            except Exception as exc:
+                if not self._dead_letters_errors(exc):
+                    raise
+                raw = record.model_dump(mode="json")
+                await self._dead_letter(batch.source.alias, InvalidRecord(partition, offset, raw, _raised(exc)))
+
+    async def _transform_batch(self, batch: InputBatch[Any]) -> None:
+        """With CONNECTOR_ON_TRANSFORM_ERROR=dead_letter, a batch that raises is transformed again one record
+        at a time, and only the records that raise alone are dead-lettered."""
+        transform_batch = getattr(self.connector, "transform_batch")  # noqa: B009
+        with origin_of(Origin(batch.source.alias, None, None)):
+            try:
+                result = await transform_batch(batch.records)
+            except Exception as exc:
+                if not self._dead_letters_errors(exc):
+                    raise
+                result = None
+                for record, (partition, offset) in zip(batch.records, batch.origins, strict=True):
+                    try:
+                        await self._emit(await transform_batch([record]), dead_letter_invalid=True)
+                    except Exception as one:
+                        if not self._dead_letters_errors(one):
+                            raise
+                        raw = record.model_dump(mode="json")
+                        invalid = InvalidRecord(partition, offset, raw, _raised(one))
+                        await self._dead_letter(batch.source.alias, invalid)
+            await self._emit(result, dead_letter_invalid=True)
+
+    def _dead_letters_errors(self, exc: Exception) -> bool:
+        """Whether a transform's exception dead-letters its input (the opt-in policy) rather than stopping.
+        The framework's own errors (Foundry, configuration) always stop: they are not about the record."""
+        policy = self.connector.env.runtime.on_transform_error
+        return policy == "dead_letter" and not isinstance(exc, FoundryError | ConfigError)
 
     async def _emit(self, result: Any, *, dead_letter_invalid: bool = False) -> None:
         """Publish a transform's result to the default output.
@@ -322,6 +358,10 @@ class Driver:
             await dead.flush()
 
         return rejected
+
+
+def _raised(exc: Exception) -> str:
+    return f"transform raised {type(exc).__name__}: {exc}"
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -83,6 +83,8 @@ class RuntimeSettings(BaseSettings):
     retry_max_attempts: int | None = Field(None, ge=0)
     retry_initial_backoff_s: float = Field(0.2, ge=0)
     retry_max_backoff_s: float = Field(10, ge=0)
+    # What an exception raised by a transform does: stop the connector (the default) or dead-letter the input.
+    on_transform_error: Literal["stop", "dead_letter"] = "stop"
     outage_report_s: float = Field(120, gt=0)  # "Foundry still unavailable for 2m" every this many seconds
 
     @classmethod
