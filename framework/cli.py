@@ -58,7 +58,8 @@ def _dev(args: argparse.Namespace) -> int:
 
     from ._dev import run_dev
     from ._errors import ConfigError
-    from ._runtime import EXIT_CONFIG, load_connector_class
+    from ._loading import load_connector_class
+    from ._runtime import EXIT_CONFIG
 
     sys.path.insert(0, os.getcwd())  # the user's own package, as `python -m` would find it
     try:
