@@ -17,6 +17,7 @@ from ._connector import Connector, _current_batch
 from ._errors import ConfigError, FoundryError, RecordValidationError
 from ._handles import AckTracker, Handle, Origin, origin_of
 from ._responses import CONNECTION_FAULTS
+from ._state.checkpoint import restore_state
 from ._streams.dead_letters import DeadLetterOutput
 from ._streams.input import InputBatch, InvalidRecord, StreamInput
 from ._streams.output import Rejected, StreamOutput
@@ -111,6 +112,7 @@ class Driver:
         for handle in self.outputs + self.inputs:
             await handle.open()
         dead = self.dead_letters
+        await restore_state(self.handles.values(), dead, self.inputs)  # state handles: replay their changelogs
         for handle in self.outputs:
             if isinstance(handle, StreamOutput) and handle is not dead and dead is not None:
                 handle.on_rejected = self._rejected_by(handle.alias)
