@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Generic, cast, get_args
 
@@ -157,8 +158,6 @@ class KeyedState(StateHandle, Generic[ModelT]):
         return handle.committed.get(partition, 0) if handle is not None else 0
 
     def _apply(self, entry: ChangelogEntry) -> None:
-        import json
-
         position = (entry.source, entry.partition, entry.offset)
         for key, encoded in json.loads(entry.changes):
             value = None if encoded is None else self.model.model_validate_json(encoded)
