@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from benchmarks import dataset_read_rss, fake_ingest, stream_throughput
+from benchmarks import dataset_read_rss, fake_ingest, stream_throughput, windowed
 
 
 def main() -> int:
@@ -15,6 +15,8 @@ def main() -> int:
     asyncio.run(dataset_read_rss.main(1.0))
     print("\n== fake ingest and reads: the fake against a minimal aiohttp server, and its state size", flush=True)
     asyncio.run(fake_ingest.main(200_000))
+    print("\n== windowed aggregation: throughput against the stateless doubler, restore time", flush=True)
+    asyncio.run(windowed.main(100_000, 200_000))
     return 0
 
 

@@ -17,6 +17,7 @@ from ._errors import (
     ConflictError,
     ConnectorError,
     FoundryError,
+    MalformedResponseError,
     MediaItemPathError,
     NotFoundError,
     PermissionDeniedError,
@@ -30,13 +31,19 @@ from ._handles import HandleMetrics
 from ._http import FoundryClient, RetryPolicy
 from ._media.handles import MediaItemInfo, MediaSetInput, MediaSetOutput, MediaTransaction
 from ._sls import mark_safe, safe
+from ._state.checkpoint import ChangelogEntry, StateLimitError
+from ._state.keyed import KeyedState
+from ._state.windowed import Windowed
+from ._state.windows import Aggregate, Hopping, Reduce, Sliding, Tumbling, WindowResult
 from ._streams.dead_letters import DeadLetter, DeadLetterOutput
 from ._streams.input import InputBatch, StreamInput
 from ._streams.output import StreamOutput
 from ._streams.schema import stream_schema
 
 __all__ = [
+    "Aggregate",
     "BadRequestError",
+    "ChangelogEntry",
     "ConfigError",
     "ConflictError",
     "Connector",
@@ -52,9 +59,12 @@ __all__ = [
     "FoundryError",
     "FunctionModule",
     "HandleMetrics",
+    "Hopping",
     "HttpConnectionConfig",
     "InputBatch",
     "JobContext",
+    "KeyedState",
+    "MalformedResponseError",
     "MediaItemInfo",
     "MediaItemPathError",
     "MediaSetInput",
@@ -63,16 +73,22 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RecordValidationError",
+    "Reduce",
     "RequestTooLargeError",
     "ResourceRef",
     "RetryPolicy",
     "RetryableError",
     "RuntimeSettings",
+    "Sliding",
     "SourceConfiguration",
     "SourceCredentials",
+    "StateLimitError",
     "StreamInput",
     "StreamOutput",
+    "Tumbling",
     "UnauthorizedError",
+    "WindowResult",
+    "Windowed",
     "current_batch",
     "function",
     "load_environment",

@@ -20,7 +20,8 @@ environment (set by Foundry in pipeline mode; set them yourself to run against t
   SOURCE_CONFIGURATIONS_PATH     source configurations JSON (optional)
   CONNECTOR_*                    tuning: CONNECTOR_PUBLISH_BATCH_SIZE, CONNECTOR_LOG_FORMAT=json|console, ...
 
-exit codes: 0 stopped cleanly, 1 failed, 2 configuration error
+exit codes: 0 stopped cleanly, 1 failed, 2 configuration error (environment, connector module or class),
+  128+N stopped at once by a second signal N (143: SIGTERM, 130: SIGINT)
 """
 
 
@@ -57,7 +58,8 @@ def _dev(args: argparse.Namespace) -> int:
 
     from ._dev import run_dev
     from ._errors import ConfigError
-    from ._runtime import EXIT_CONFIG, load_connector_class
+    from ._loading import load_connector_class
+    from ._runtime import EXIT_CONFIG
 
     sys.path.insert(0, os.getcwd())  # the user's own package, as `python -m` would find it
     try:

@@ -47,6 +47,7 @@ from ._fault_testing import Faults
 from ._function_testing import Contour, ContourResult, Runtime
 from ._handles import Binding, Handle
 from ._http import FoundryClient
+from ._state.event_time import advance_watermark, partitions_of, publish_at
 from ._streams.api import stream_path
 from ._streams.schema import stream_schema
 
@@ -57,9 +58,12 @@ __all__ = [
     "Faults",
     "Job",
     "Runtime",
+    "advance_watermark",
     "bind_handle",
     "capture_logs",
     "fake_process",
+    "partitions_of",
+    "publish_at",
 ]
 
 C = TypeVar("C", bound=Connector)

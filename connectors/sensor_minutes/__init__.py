@@ -1,0 +1,3 @@
+from .connector import MinuteStats, Reading, SensorMinute, SensorMinutes, Stats
+
+__all__ = ["MinuteStats", "Reading", "SensorMinute", "SensorMinutes", "Stats"]

@@ -1,0 +1,1 @@
+"""Stateful processing: keyed state and event-time windows, checkpointed to a changelog stream in Foundry."""
