@@ -211,9 +211,16 @@ async def _run(scenario: Scenario, root: Path, fake: FakeProcess, keep: Callable
                 await connector.ensure_running()
                 await asyncio.sleep(0.2)
 
-        chaos: dict[int, Callable[[], Awaitable[None]]] = {}
+        counted = {"fired": 0, "requests": 0}
+
+        async def count_faults() -> None:
+            """Rules live in the fake's memory: add up their counts before each stop of the fake."""
+            rules = await foundry.faults.list()
+            counted["fired"] += sum(rule["fired"] for rule in rules if "expireToken" not in rule["action"])
+            counted["requests"] += rules[0]["matched"]  # the first rule draws for every request of the job
 
         async def restart_fake() -> None:
+            await count_faults()
             await fake.stop()
             await fake.start()
             await add_faults(foundry, job)  # rules live in the fake's memory
@@ -222,6 +229,7 @@ async def _run(scenario: Scenario, root: Path, fake: FakeProcess, keep: Callable
             await foundry.faults.add({"expireToken": True}, job=job.rid, next=1)
 
         async def outage() -> None:
+            await count_faults()
             await fake.stop()
             await asyncio.sleep(OUTAGE_S)
             await fake.start()
@@ -240,7 +248,7 @@ async def _run(scenario: Scenario, root: Path, fake: FakeProcess, keep: Callable
         assert connector.process is not None
         connector.process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(connector.process.wait(), 60)
-        fired = sum(rule["fired"] for rule in await foundry.faults.list())
+        await count_faults()
         ids = await scenario.output_ids(foundry, job)
     await fake.stop()
     distinct = set(ids)
@@ -254,13 +262,13 @@ async def _run(scenario: Scenario, root: Path, fake: FakeProcess, keep: Callable
         str(missing),
         f"{duplicates} (bound {bound})",
         str(connector.starts),
-        str(fired),
+        f"{counted['fired']}/{counted['requests']} ({counted['fired'] / max(1, counted['requests']):.0%})",
         f"{wall:.0f}s",
     ]
 
 
 async def main() -> int:
-    rows = [["connector", "records in", "distinct out", "missing", "duplicates", "starts", "faults*", "wall"]]
+    rows = [["connector", "records in", "distinct out", "missing", "duplicates", "starts", "faulted requests", "wall"]]
     with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
         for scenario in [s for s in SCENARIOS if s.name in os.environ.get("CHAOS_ONLY", s.name)]:
             print(f"== {scenario.name}: {COUNT} records, faults at 10%, 2 SIGKILLs, fake restart, token rotation, "
@@ -269,7 +277,8 @@ async def main() -> int:
             print(table(rows[-1:]), flush=True)
     print()
     print(table(rows))
-    print("* faults fired since the fake's last restart (its rules live in memory)")
+    print("starts: connector processes (1 + 2 after SIGKILLs; more means it exited by itself and was restarted)")
+    print("faulted requests: 429/503/drop/latency faults fired / requests of the job, over all runs of the fake")
     failed = [row[0] for row in rows[1:] if row[3] != "0"]
     if failed:
         print(f"MISSING RECORDS in {', '.join(failed)}")
