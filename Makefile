@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck browser unit e2e bench clean
+.PHONY: demo test lint typecheck browser unit e2e bench chaos clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required; set PYTHON=/path/to/python3.11")'
@@ -41,6 +41,11 @@ test: lint typecheck browser
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+# 100,000 records through the doubler and the archiver under faults, kills, a fake restart and a 60 s outage
+# (~5 minutes; not part of `make test`).
+chaos: $(STAMP)
+	$(PY) -m benchmarks.chaos
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -38,6 +38,8 @@ class Driver:
         self.connector = connector
         self.handles = handles_of(connector)
         self.log = connector.log
+        #: True from when every handle is open and `setup()` returned until the loop ends (`/ready`).
+        self.ready = False
 
     # Introspection (the runtime's progress line, `framework.testing`).
 
@@ -136,6 +138,7 @@ class Driver:
         await self.open()
         try:
             await self.connector.setup()
+            self.ready = True
             try:
                 if mode == "run":
                     await getattr(self.connector, "run")()  # noqa: B009 - subclasses define it, the base does not
@@ -147,6 +150,7 @@ class Driver:
                 raise
             await self._teardown(failed=False)
         finally:
+            self.ready = False
             await self.close()
 
     async def _teardown(self, *, failed: bool) -> None:

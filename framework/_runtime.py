@@ -24,6 +24,7 @@ from ._env.settings import RuntimeSettings
 from ._errors import ConfigError, FoundryError
 from ._functions import FunctionEnvironment, FunctionModule, is_function_mode, serve_function_module
 from ._handles import declared_handles
+from ._health import HealthServer
 from ._http import FoundryClient, RetryPolicy
 from ._loading import Runnable, load_connector_class
 from ._logging import bind_context, configure_logging, get_logger, register_secret
@@ -86,6 +87,12 @@ async def serve_connector(
     async with FoundryClient(env, retry=RetryPolicy.from_runtime(runtime, default_attempts=0)) as client:
         connector = cls(env, client, log.bind(connector=connector_name(cls)))
         driver = Driver(connector)
+        health = HealthServer(driver, runtime.http_port) if runtime.http_port is not None else None
+        if health is not None:
+            try:
+                await health.start()
+            except OSError as exc:
+                raise ConfigError(f"CONNECTOR_HTTP_PORT={runtime.http_port} cannot be served: {exc}") from None
         task = asyncio.create_task(driver.serve(), name="connector")
         loop = asyncio.get_running_loop()
         deadline: list[asyncio.TimerHandle] = []
@@ -136,6 +143,8 @@ async def serve_connector(
         finally:
             connector.stop()
             progress.cancel()
+            if health is not None:
+                await health.stop()
             for handle in deadline:
                 handle.cancel()
             if handle_signals:

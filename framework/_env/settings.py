@@ -85,6 +85,8 @@ class RuntimeSettings(BaseSettings):
     retry_max_backoff_s: float = Field(10, ge=0)
     # What an exception raised by a transform does: stop the connector (the default) or dead-letter the input.
     on_transform_error: Literal["stop", "dead_letter"] = "stop"
+    # `connector run` serves /live, /ready and /metrics on this port when set (not a privileged one).
+    http_port: int | None = Field(None, ge=1024, le=65535)
     outage_report_s: float = Field(120, gt=0)  # "Foundry still unavailable for 2m" every this many seconds
 
     @classmethod
