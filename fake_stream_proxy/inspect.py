@@ -56,13 +56,17 @@ def add_commands(sub: Any) -> None:
         cmd.add_argument("--branch", default="master")
         if name == "reset-offsets":
             cmd.add_argument("--to", choices=("earliest", "latest"), required=True)
+    media = sub.add_parser("media", parents=[common], help="the latest media item at each path of a media set")
+    media.add_argument("media_set", help="rid or name")
+    media.add_argument("--branch", default="master")
+    media.add_argument("--limit", type=int, default=100)
     table = sub.add_parser("table", parents=[common], help="the first rows of a dataset, as CSV")
     table.add_argument("dataset", help="rid or name")
     table.add_argument("--head", type=int, default=20)
     table.add_argument("--branch", default="master")
 
 
-COMMANDS = ("resources", "jobs", "records", "publish", "provenance", "offsets", "reset-offsets", "table")
+COMMANDS = ("resources", "jobs", "records", "publish", "provenance", "offsets", "reset-offsets", "table", "media")
 
 
 def _token(args: argparse.Namespace) -> str:
@@ -200,6 +204,11 @@ async def run(args: argparse.Namespace) -> None:
                 body = {"position": {"type": args.to}}
                 found = await client.call("POST", path + "/resetOffsets", params=_PREVIEW, json=body)
             _emit(args, found, [{"partition": p, "offset": o} for p, o in found.items()], ["partition", "offset"])
+        elif command == "media":
+            rid = await client.rid(args.media_set, "media_set")
+            params = {"branch": args.branch, "limit": str(args.limit)}
+            found = await client.call("GET", f"/_fake/media-sets/{quote(rid, safe='')}/items", params=params)
+            _emit(args, found, found["data"], ["path", "mimeType", "sizeBytes", "rid"])
         elif command == "table":
             rid = await client.rid(args.dataset, "dataset")
             params = {"format": "CSV", "branchName": args.branch, **_PREVIEW}

@@ -10,6 +10,7 @@ ROUTES = """
     GET     /resources      resources
     GET     /jobs           jobs
     GET     /lineage        lineage
+    GET     /media-sets/{rid}/items   media_items
 """
 
 

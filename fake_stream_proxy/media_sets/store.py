@@ -239,6 +239,17 @@ class MediaSetStore:
         )
         return None if row is None else str(row["rid"])
 
+    def items(self, rid: str, branch: str, limit: int = 100) -> list[MediaItem]:
+        """The latest visible item at each path, newest first (for people: the v2 API has no listing)."""
+        rows = self.storage.query(
+            "SELECT * FROM ms_items i WHERE media_set_rid = ? AND branch = ? AND visible = 1 AND NOT EXISTS ("
+            " SELECT 1 FROM ms_items later WHERE later.media_set_rid = i.media_set_rid AND later.branch = i.branch"
+            " AND later.path = i.path AND later.visible = 1 AND later.seq > i.seq)"
+            " ORDER BY logical_timestamp DESC, seq DESC LIMIT ?",
+            (rid, branch, limit),
+        )
+        return [item_from_row(r) for r in rows]
+
     def read_item(self, principal: Principal, item: MediaItem) -> Path:
         """The blob to send, with the read's provenance event."""
         self.provenance.record(

@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 pytestmark = pytest.mark.timeout(60)
@@ -19,6 +20,8 @@ streams:
   doubled: {model: connectors.doubler:Doubled}
 datasets:
   archive: {}
+media_sets:
+  media: {}
 jobs:
   doubler:
     inputs: {numbers: numbers}
@@ -53,7 +56,7 @@ async def test_serve_a_stack_then_inspect_it(tmp_path: Path) -> None:
 
         code, out, _ = await cli("resources", *conn)
         assert code == 0 and out.splitlines()[0].split() == ["TYPE", "NAME", "RID", "CREATEDTIME"]
-        assert {line.split()[1] for line in out.splitlines()[1:]} == {"numbers", "doubled", "archive"}
+        assert {line.split()[1] for line in out.splitlines()[1:]} == {"numbers", "doubled", "archive", "media"}
         code, out, _ = await cli("jobs", *conn, "--json")
         (job,) = json.loads(out)["data"]
         assert set(job["inputs"]) == {"numbers"} and set(job["outputs"]) == {"doubled"} and "token" not in out
@@ -66,6 +69,19 @@ async def test_serve_a_stack_then_inspect_it(tmp_path: Path) -> None:
         assert code == 0 and sorted(r["value"]["x"] for r in got) == list(range(25))
         code, out, _ = await cli("records", "numbers", *conn, "--partition", "0", "--from-offset", "0")
         assert code == 0 and all(line.startswith("0:") for line in out.splitlines())
+
+        code, out, _ = await cli("resources", *conn, "--type", "media_set", "--json")
+        media_rid = json.loads(out)["data"][0]["rid"]
+        token = (state / "admin-token").read_text().strip()
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
+            for path, body in (("a.txt", b"one"), ("b.txt", b"two!"), ("a.txt", b"three")):
+                url = f"{match.group(0)}/api/v2/mediasets/{media_rid}/items"
+                params = {"preview": "true", "mediaItemPath": path}
+                async with session.post(url, params=params, data=body) as resp:
+                    assert resp.status == 200, await resp.text()
+        code, out, _ = await cli("media", "media", *conn, "--json")
+        items = {i["path"]: i["sizeBytes"] for i in json.loads(out)["data"]}
+        assert code == 0 and items == {"a.txt": 5, "b.txt": 4}  # the last upload to a path wins
 
         code, _, err = await cli("records", "nonesuch", *conn)
         assert code == 2 and err.strip() == (
