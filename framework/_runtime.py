@@ -26,7 +26,8 @@ from ._functions import FunctionEnvironment, FunctionModule, is_function_mode, s
 from ._handles import declared_handles
 from ._health import HealthServer
 from ._http import FoundryClient, RetryPolicy
-from ._loading import Runnable, load_connector_class
+from ._loading import Runnable
+from ._loading import load_connector_class as load_connector_class  # re-exported: `connector dev` imports it here
 from ._logging import bind_context, configure_logging, get_logger, register_secret
 from ._responses import CONNECTION_FAULTS
 from ._streams.input import StreamInput

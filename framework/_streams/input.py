@@ -13,7 +13,7 @@ from urllib.parse import quote
 from pydantic import ValidationError
 
 from .._errors import FoundryError, validation_message
-from .._handles import ModelT
+from .._handles import ModelT, list_adapter
 from .api import StreamHandle, StreamInfo, get_stream, is_view_gone, stream_path
 
 
@@ -205,17 +205,29 @@ class StreamInput(StreamHandle[ModelT]):
         return dict(zip(partitions, results, strict=True))
 
     def _to_batch(self, by_partition: dict[str, list[dict[str, Any]]]) -> InputBatch[ModelT]:
+        """Every record validated in one call (pydantic's core); only when that fails, one by one, so each
+        invalid record is kept with its position and the valid ones go on."""
         batch: InputBatch[ModelT] = InputBatch(self, [], {}, view_rid=self.view_rid)
+        raws: list[Any] = []
+        origins: list[tuple[str, int]] = []
         for partition, entries in by_partition.items():
-            for entry in entries:
-                offset = int(entry["offset"])
-                raw = entry.get("value")
-                batch.positions[str(partition)] = max(offset, batch.positions.get(str(partition), -1))
+            if not entries:
+                continue
+            key = str(partition)
+            offsets = [int(entry["offset"]) for entry in entries]
+            raws += [entry.get("value") for entry in entries]
+            origins += [(key, offset) for offset in offsets]
+            batch.positions[key] = max(max(offsets), batch.positions.get(key, -1))
+        try:
+            batch.records = list_adapter(self.model).validate_python(raws)
+            batch.origins = origins
+        except ValidationError:
+            for raw, (partition, offset) in zip(raws, origins, strict=True):
                 try:
                     batch.records.append(self.model.model_validate(raw))
-                    batch.origins.append((str(partition), offset))
+                    batch.origins.append((partition, offset))
                 except ValidationError as exc:
-                    batch.invalid.append(InvalidRecord(str(partition), offset, raw, validation_message(exc)))
+                    batch.invalid.append(InvalidRecord(partition, offset, raw, validation_message(exc)))
         for partition, last in batch.positions.items():
             self.cursor[partition] = max(self.cursor.get(partition, 0), last + 1)
         self.metrics.records += len(batch.records)
