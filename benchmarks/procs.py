@@ -14,15 +14,10 @@ from pathlib import Path
 
 import aiohttp
 
+from benchmarks.fake_ingest import cpu_seconds
 from framework.testing import FakeFoundry, Job
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of `pid` (fields 14 and 15 of /proc/PID/stat, after the parenthesised name)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:
