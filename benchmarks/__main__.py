@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from benchmarks import dataset_read_rss, fake_ingest, stream_throughput, windowed
+from benchmarks import connector_suite, dataset_read_rss, fake_ingest, windowed
 
 
 def main() -> int:
-    print("== stream throughput: framework doubler vs the docs' hand-written loop", flush=True)
-    asyncio.run(stream_throughput.main(20_000))
+    print("== connector: drain, latency, CPU and RSS vs the hand-tuned client and the docs' loop; workers", flush=True)
+    asyncio.run(connector_suite.main())
     print("\n== dataset read: peak RSS of streamed batches vs the whole table, >= 1 GiB", flush=True)
     asyncio.run(dataset_read_rss.main(1.0))
     print("\n== fake ingest and reads: the fake against a minimal aiohttp server, and its state size", flush=True)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from ._connector import Connector, _current_batch
 from ._errors import ConfigError, FoundryError, RecordValidationError
-from ._handles import AckTracker, Handle, Origin, origin_of
+from ._handles import AckTracker, Handle, Origin, origin_of, reset_origin, set_origin
 from ._responses import CONNECTION_FAULTS
 from ._state.checkpoint import restore_state
 from ._streams.dead_letters import DeadLetterOutput
@@ -24,6 +25,8 @@ from ._streams.output import Rejected, StreamOutput
 
 Mode = Literal["transform", "transform_batch", "run"]
 _Queue = asyncio.Queue[tuple[InputBatch[Any], AckTracker] | None]
+#: The first wait after an empty read; it doubles while reads stay empty, up to CONNECTOR_POLL_INTERVAL_MS.
+IDLE_FIRST_S = 0.002
 
 
 def handles_of(connector: Connector) -> dict[str, Handle]:
@@ -184,13 +187,16 @@ class Driver:
 
     async def _read_loop(self, source: StreamInput[Any], mode: Mode, queue: _Queue, slots: asyncio.Semaphore) -> None:
         connector = self.connector
-        idle_s = connector.env.runtime.poll_interval_ms / 1000
+        # Adaptive polling: read again at once after records came; after an empty read wait IDLE_FIRST_S,
+        # doubling up to CONNECTOR_POLL_INTERVAL_MS while the stream stays empty (an idle connector stays cheap).
+        longest_s = connector.env.runtime.poll_interval_ms / 1000
+        idle_s = min(IDLE_FIRST_S, longest_s)
         try:
             while connector.running:
                 if slots.locked():
-                    # The read-ahead window is full and its batches wait for acks: an output buffering for more
-                    # rows (a DatasetOutput below flush_rows) would wait for its timer, so send what it has now.
-                    await self.flush()
+                    # The read-ahead window is full and its batches wait for acks: outputs still buffering (for
+                    # their linger, or a DatasetOutput below flush_rows) send what they have now.
+                    await self._send_now(flush_others=True)
                 await slots.acquire()
                 if not connector.running:
                     slots.release()
@@ -201,8 +207,11 @@ class Driver:
                     break
                 if not batch.size:
                     slots.release()
+                    await self._send_now(flush_others=False)  # nothing more to batch with: no lingering
                     await connector.sleep(idle_s)
+                    idle_s = min(idle_s * 2, longest_s)
                     continue
+                idle_s = min(IDLE_FIRST_S, longest_s)
                 tracker = AckTracker()
                 with tracker.active():
                     await self._process(batch, mode)
@@ -211,6 +220,16 @@ class Driver:
             await queue.put(None)
             # Shutdown: do not let lingering batches hold the last commits.
             await self.flush()
+
+    async def _send_now(self, *, flush_others: bool) -> None:
+        """Stream outputs send their buffer without lingering (not waiting for acks); others flush if asked."""
+        others = []
+        for output in self.outputs:
+            if isinstance(output, StreamOutput):
+                output.send_now()
+            elif flush_others:
+                others.append(output.flush())
+        await asyncio.gather(*others)
 
     async def _unless_stopping(self, read: Coroutine[Any, Any, InputBatch[Any]]) -> InputBatch[Any] | None:
         """`read`, or None when the connector is stopping during an outage: a read retrying until Foundry is
@@ -256,21 +275,86 @@ class Driver:
         if mode == "transform_batch":
             await self._transform_batch(batch)
             return
+        await self._transform_each(batch)
+
+    async def _transform_each(self, batch: InputBatch[Any]) -> None:
+        """`transform` per record; what the records return is held and published to the default output in one
+        call after the batch (before anything else is published to it, so order is kept)."""
         transform = getattr(self.connector, "transform")  # noqa: B009
-        for record, (partition, offset) in zip(batch.records, batch.origins, strict=True):
+        alias = batch.source.alias
+        held = _Held(batch, [], [])
+        output = self.default_output
+        if output is not None:
+            output.before_publish = lambda: self._publish_held(held)
+        try:
+            for index, record in enumerate(batch.records):
+                partition, offset = batch.origins[index]
+                token = set_origin(Origin(alias, partition, offset))
+                try:
+                    result = await transform(record)
+                except RecordValidationError as exc:
+                    # The transform produced a record its output's model rejects: keep the input record.
+                    error = f"transform output for {exc.alias!r} is invalid: {exc.message}"
+                    await self._dead_letter(
+                        alias, InvalidRecord(partition, offset, record.model_dump(mode="json"), error)
+                    )
+                    continue
+                except Exception as exc:
+                    if not self._dead_letters_errors(exc):
+                        raise
+                    raw = record.model_dump(mode="json")
+                    await self._dead_letter(alias, InvalidRecord(partition, offset, raw, _raised(exc)))
+                    continue
+                finally:
+                    reset_origin(token)
+                if result is None:
+                    continue
+                if isinstance(result, BaseModel | dict | str | bytes) or not isinstance(result, Iterable):
+                    held.results.append(result)
+                    held.owners.append(index)
+                else:
+                    results = list(result)
+                    held.results += results
+                    held.owners += [index] * len(results)
+                if output is None and held.results:
+                    raise ConfigError(_NO_DEFAULT_OUTPUT.format(type(self.connector).__name__))
+            await self._publish_held(held)
+        finally:
+            if output is not None:
+                output.before_publish = None
+
+    async def _publish_held(self, held: _Held) -> None:
+        """Publish what the transforms returned so far, in one call; when a record there is invalid, each input
+        record's results on their own, and the input records whose results are invalid are dead-lettered."""
+        output = self.default_output
+        if not held.results or output is None:
+            return
+        results, owners = held.results, held.owners
+        held.results, held.owners = [], []
+        hook, output.before_publish = output.before_publish, None  # publishing now: no recursion
+        alias, batch = held.batch.source.alias, held.batch
+        try:
+            origins = [Origin(alias, *batch.origins[i]) for i in owners]
             try:
-                with origin_of(Origin(batch.source.alias, partition, offset)):
-                    await self._emit(await transform(record))
-            except RecordValidationError as exc:
-                # The transform produced a record its output's model rejects: keep the input record.
-                raw = record.model_dump(mode="json")
-                error = f"transform output for {exc.alias!r} is invalid: {exc.message}"
-                await self._dead_letter(batch.source.alias, InvalidRecord(partition, offset, raw, error))
-            except Exception as exc:
-                if not self._dead_letters_errors(exc):
-                    raise
-                raw = record.model_dump(mode="json")
-                await self._dead_letter(batch.source.alias, InvalidRecord(partition, offset, raw, _raised(exc)))
+                await output.publish_many(results, origins)
+                return
+            except RecordValidationError:
+                pass
+            start = 0
+            for end in range(1, len(owners) + 1):
+                if end < len(owners) and owners[end] == owners[start]:
+                    continue
+                try:
+                    await output.publish_many(results[start:end], origins[start:end])
+                except RecordValidationError as exc:
+                    record, (partition, offset) = batch.records[owners[start]], batch.origins[owners[start]]
+                    error = f"transform output for {exc.alias!r} is invalid: {exc.message}"
+                    await self._dead_letter(
+                        alias, InvalidRecord(partition, offset, record.model_dump(mode="json"), error)
+                    )
+                start = end
+        finally:
+            output.before_publish = hook
 
     async def _transform_batch(self, batch: InputBatch[Any]) -> None:
         """With CONNECTOR_ON_TRANSFORM_ERROR=dead_letter, a batch that raises is transformed again one record
@@ -315,13 +399,15 @@ class Driver:
             return
         output = self.default_output
         if output is None:
-            raise ConfigError(
-                f"{type(self.connector).__name__}'s transform returned records but the connector does not have "
-                "exactly one StreamOutput: publish explicitly with `await self.<output>.publish(record)`"
-            )
+            raise ConfigError(_NO_DEFAULT_OUTPUT.format(type(self.connector).__name__))
         if not dead_letter_invalid:
             await output.publish_many(records)
             return
+        try:
+            await output.publish_many(records)  # all at once; one by one only when one is invalid
+            return
+        except RecordValidationError:
+            pass
         for record in records:
             try:
                 await output.publish(record)
@@ -364,6 +450,21 @@ class Driver:
             await dead.flush()
 
         return rejected
+
+
+_NO_DEFAULT_OUTPUT = (
+    "{}'s transform returned records but the connector does not have exactly one StreamOutput: publish "
+    "explicitly with `await self.<output>.publish(record)`"
+)
+
+
+@dataclass
+class _Held:
+    """Records transforms of `batch` returned, not yet published, and the index of the input record of each."""
+
+    batch: InputBatch[Any]
+    results: list[Any]
+    owners: list[int]
 
 
 def _raised(exc: Exception) -> str:

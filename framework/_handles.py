@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Self, TypeVar, cast, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, NamedTuple, Self, TypeVar, cast, get_args
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from ._errors import ConfigError, ConnectorError
 
@@ -201,10 +202,10 @@ def declared_handles(cls: type) -> dict[str, Handle]:
 _current_tracker: ContextVar[AckTracker | None] = ContextVar("framework_ack_tracker", default=None)
 
 
-@dataclass(frozen=True)
-class Origin:
+class Origin(NamedTuple):
     """Where the input record being transformed came from: outputs keep it with every record they buffer, so a
-    record the server rejects later is dead-lettered with the input position that produced it."""
+    record the server rejects later is dead-lettered with the input position that produced it. (A named tuple:
+    one is made per record, and that is cheaper than a frozen dataclass.)"""
 
     source: str
     partition: str | None
@@ -228,6 +229,15 @@ def current_origin() -> Origin | None:
     return _current_origin.get()
 
 
+def set_origin(origin: Origin | None) -> Token[Origin | None]:
+    """`origin_of` without the context manager, for the driver's per-record loop; undo with `reset_origin`."""
+    return _current_origin.set(origin)
+
+
+def reset_origin(token: Token[Origin | None]) -> None:
+    _current_origin.reset(token)
+
+
 class AckTracker:
     """The acknowledgements one input batch waits for before its offsets may be committed."""
 
@@ -236,8 +246,11 @@ class AckTracker:
         self.created = time.monotonic()
 
     async def wait(self) -> None:
-        """Return once every write is acknowledged; raise the first failure."""
-        if self.pending:
+        """Return once every write is acknowledged; raise the first failure. Outputs register one future per
+        call (a chunk of records), not one per record."""
+        if len(self.pending) == 1:
+            await self.pending[0]
+        elif self.pending:
             await asyncio.gather(*self.pending)
 
     @contextmanager
@@ -263,6 +276,13 @@ def as_model(model: type[ModelT], record: Any) -> ModelT:
     if isinstance(record, BaseModel):
         record = record.model_dump()
     return model.model_validate(record)
+
+
+@functools.cache
+def list_adapter(model: type[ModelT]) -> TypeAdapter[list[ModelT]]:
+    """Validates and dumps a whole list of `model` in one call into pydantic's core (Rust): what keeps reads and
+    publishes cheap per record. Equivalent to `model.model_validate` / `model_dump` of each item."""
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
 
 
 def settle(acks: Iterable[asyncio.Future[None]], error: BaseException | None = None) -> None:

@@ -23,7 +23,7 @@ from ._env.settings import RuntimeSettings
 from ._errors import FoundryError, MalformedResponseError, RetryableError
 from ._logging import get_logger, register_secret
 from ._outage import Outage
-from ._responses import CONNECTION_FAULTS, decode_json, error_of, read_body
+from ._responses import CONNECTION_FAULTS, decode_json, dumps, error_of, read_body
 
 Service = Literal["api", "stream_proxy"]
 ParamValue = str | int | float | bool | Sequence[str] | None
@@ -344,6 +344,7 @@ class FoundryClient:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True),
                 timeout=self._timeout,
+                json_serialize=dumps,
             )
         return self._session
 

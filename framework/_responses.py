@@ -9,6 +9,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
+import orjson
 from yarl import URL
 
 from ._errors import FoundryError, MalformedResponseError, error_from_envelope
@@ -43,12 +44,30 @@ async def decode_json(resp: aiohttp.ClientResponse) -> Any:
         return None
     if resp.content_type == "application/json" or resp.content_type.endswith("+json"):
         try:
-            return jsonlib.loads(raw)
+            return loads(raw)
         except ValueError as exc:  # UnicodeDecodeError is one too
             problem = f"body of {len(raw)} bytes is not valid JSON ({type(exc).__name__} at {_where(exc)})"
             url = str(resp.url.with_query(None))
             raise MalformedResponseError(resp.status, problem, method=resp.method, url=url) from None
     return raw
+
+
+def loads(raw: bytes) -> Any:
+    """JSON in Rust (orjson); what orjson refuses but the standard library reads (NaN, huge integers) is read
+    by the standard library, so what parses is exactly what parsed before."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return jsonlib.loads(raw)
+
+
+def dumps(value: Any) -> str:
+    """JSON for request bodies (aiohttp's `json_serialize`): orjson, with non-string keys as strings like the
+    standard library; what orjson cannot encode (NaN stays NaN, subclasses of int...) falls back to it."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return jsonlib.dumps(value)
 
 
 def _where(exc: ValueError) -> str:

@@ -26,10 +26,12 @@ from ._functions import FunctionEnvironment, FunctionModule, is_function_mode, s
 from ._handles import declared_handles
 from ._health import HealthServer
 from ._http import FoundryClient, RetryPolicy
-from ._loading import Runnable, load_connector_class
+from ._loading import Runnable
+from ._loading import load_connector_class as load_connector_class  # re-exported: `connector dev` imports it here
 from ._logging import bind_context, configure_logging, get_logger, register_secret
 from ._responses import CONNECTION_FAULTS
 from ._streams.input import StreamInput
+from ._workers import run_workers, spec_of, unblock_stop_signals
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -110,6 +112,7 @@ async def serve_connector(
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, on_signal, sig.name)
+            unblock_stop_signals()  # a worker (CONNECTOR_WORKERS) starts with them blocked: handle any pending
         progress = asyncio.create_task(_progress(driver, runtime.progress_interval_s), name="progress")
         try:
             await task
@@ -203,6 +206,9 @@ def main_run(spec_or_cls: str | Runnable, *, check: bool = False, environ: Mappi
             return asyncio.run(check_connector(cls, env, log=log))
         for handle in declared_handles(cls).values():
             env.ref(handle.alias)  # fail before connecting when an alias is missing
+        if runtime.workers > 1 and runtime.worker_index is None:
+            spec = spec_or_cls if isinstance(spec_or_cls, str) else spec_of(cls)
+            return run_workers(spec, environ, runtime.workers, log=log)
         return asyncio.run(serve_connector(cls, env, log=log))
     except ConfigError as exc:
         log.error("configuration error", error=str(exc))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
 
 from .._errors import ConfigError
@@ -68,7 +68,7 @@ class RuntimeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONNECTOR_", extra="ignore", env_ignore_empty=True)
 
     publish_batch_size: int = Field(500, ge=1, le=100_000)
-    publish_linger_ms: float = Field(20, ge=0)
+    publish_linger_ms: float = Field(5, ge=0)
     read_batch_size: int = Field(500, ge=1, le=1000)
     max_in_flight_batches: int = Field(4, ge=1)
     read_mode: Literal["subscriber", "earliest", "latest"] = "subscriber"
@@ -88,6 +88,20 @@ class RuntimeSettings(BaseSettings):
     # `connector run` serves /live, /ready and /metrics on this port when set (not a privileged one).
     http_port: int | None = Field(None, ge=1024, le=65535)
     outage_report_s: float = Field(120, gt=0)  # "Foundry still unavailable for 2m" every this many seconds
+    # `connector run` starts this many worker processes that split the stream inputs' partitions (`_workers`).
+    workers: int = Field(1, ge=1, le=64)
+    # Set by the parent for each worker: it reads the partitions p with p % CONNECTOR_WORKERS == this.
+    worker_index: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _index_below_workers(self) -> RuntimeSettings:
+        if self.worker_index is not None and self.worker_index >= self.workers:
+            raise ValueError(f"worker_index {self.worker_index} must be below workers {self.workers}")
+        return self
+
+    def owns(self, partition: str | int) -> bool:
+        """Whether this process reads `partition` (always, unless it is one of several workers)."""
+        return self.worker_index is None or int(partition) % self.workers == self.worker_index
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:

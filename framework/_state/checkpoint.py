@@ -69,13 +69,13 @@ class _ChangelogOutput(StreamOutput[ChangelogEntry]):
     async def _send(self, chunk: list[_Pending]) -> None:
         if self.broken is not None:
             for pending in chunk:
-                if not pending.future.done():
-                    pending.future.set_exception(self.broken)
+                pending.ticket.fail(self.broken)
             return
         await super()._send(chunk)
         for pending in chunk:
-            if pending.future.done() and not pending.future.cancelled() and pending.future.exception():
-                self.broken = pending.future.exception()
+            future = pending.ticket.future
+            if future.done() and not future.cancelled() and future.exception():
+                self.broken = future.exception()
                 return
 
 

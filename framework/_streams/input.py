@@ -13,7 +13,7 @@ from urllib.parse import quote
 from pydantic import ValidationError
 
 from .._errors import FoundryError, validation_message
-from .._handles import ModelT
+from .._handles import ModelT, list_adapter
 from .api import StreamHandle, StreamInfo, get_stream, is_view_gone, stream_path
 
 
@@ -107,6 +107,9 @@ class StreamInput(StreamHandle[ModelT]):
         self.info = await get_stream(self)
         await self._start_positions()
         self.log.info("input opened", alias=self.alias, mode=self.mode, position=self.committed)
+        if self.partition_ids is not None:
+            worker = self.binding.runtime.worker_index
+            self.log.info("worker reads partitions", alias=self.alias, worker=worker, partitions=self.partition_ids)
 
     async def _start_positions(self) -> None:
         """Where reading starts in the current view: the subscriber's position, or earliest / latest."""
@@ -128,7 +131,17 @@ class StreamInput(StreamHandle[ModelT]):
             self.committed = await self.end_offsets()
         else:
             self.committed = {str(p): 0 for p in range(self.info.partitions if self.info else 1)}
+        owns = self.binding.runtime.owns  # one of several workers: only its share of the partitions
+        self.committed = {p: o for p, o in self.committed.items() if owns(p)}
         self.cursor = dict(self.committed)
+
+    @property
+    def partition_ids(self) -> list[str] | None:
+        """The partitions this process reads when it is one of several workers (CONNECTOR_WORKERS); else None."""
+        runtime = self.binding.runtime
+        if runtime.worker_index is None:
+            return None
+        return [str(p) for p in range(self.info.partitions if self.info else 1) if runtime.owns(p)]
 
     async def _on_view_gone(self) -> None:
         """The stream was reset: go on from the new view's start (its positions replace the old ones)."""
@@ -147,7 +160,8 @@ class StreamInput(StreamHandle[ModelT]):
     async def lag(self) -> int:
         """Records written to the stream but not yet committed by this connector."""
         ends = await self.end_offsets()
-        lag = sum(max(0, end - self.committed.get(p, 0)) for p, end in ends.items())
+        owns = self.binding.runtime.owns
+        lag = sum(max(0, end - self.committed.get(p, 0)) for p, end in ends.items() if owns(p))
         self.metrics.lag = lag
         return lag
 
@@ -162,7 +176,11 @@ class StreamInput(StreamHandle[ModelT]):
                     self._subscriber_path("/readRecords"),
                     service="stream_proxy",
                     params={"preview": True},
-                    json={"limit": limit, **({"viewRid": view} if view else {})},
+                    json={
+                        "limit": limit,
+                        **({"viewRid": view} if view else {}),
+                        **({"partitionIds": ids} if (ids := self.partition_ids) is not None else {}),
+                    },
                 )
                 by_partition: dict[str, list[dict[str, Any]]] = (body or {}).get("recordsByPartition") or {}
             else:
@@ -183,7 +201,11 @@ class StreamInput(StreamHandle[ModelT]):
         )
 
     async def _get_records(self, limit: int) -> dict[str, list[dict[str, Any]]]:
-        partitions = sorted(self.cursor) or [str(p) for p in range(self.info.partitions if self.info else 1)]
+        owned = self.partition_ids
+        every = [str(p) for p in range(self.info.partitions if self.info else 1)]
+        partitions = sorted(self.cursor) or (every if owned is None else owned)
+        if not partitions:  # a worker with no partition of this input (fewer partitions than workers)
+            return {}
         per_partition = max(1, math.ceil(limit / len(partitions)))
 
         async def one(partition: str) -> list[dict[str, Any]]:
@@ -205,17 +227,29 @@ class StreamInput(StreamHandle[ModelT]):
         return dict(zip(partitions, results, strict=True))
 
     def _to_batch(self, by_partition: dict[str, list[dict[str, Any]]]) -> InputBatch[ModelT]:
+        """Every record validated in one call (pydantic's core); only when that fails, one by one, so each
+        invalid record is kept with its position and the valid ones go on."""
         batch: InputBatch[ModelT] = InputBatch(self, [], {}, view_rid=self.view_rid)
+        raws: list[Any] = []
+        origins: list[tuple[str, int]] = []
         for partition, entries in by_partition.items():
-            for entry in entries:
-                offset = int(entry["offset"])
-                raw = entry.get("value")
-                batch.positions[str(partition)] = max(offset, batch.positions.get(str(partition), -1))
+            if not entries:
+                continue
+            key = str(partition)
+            offsets = [int(entry["offset"]) for entry in entries]
+            raws += [entry.get("value") for entry in entries]
+            origins += [(key, offset) for offset in offsets]
+            batch.positions[key] = max(max(offsets), batch.positions.get(key, -1))
+        try:
+            batch.records = list_adapter(self.model).validate_python(raws)
+            batch.origins = origins
+        except ValidationError:
+            for raw, (partition, offset) in zip(raws, origins, strict=True):
                 try:
                     batch.records.append(self.model.model_validate(raw))
-                    batch.origins.append((str(partition), offset))
+                    batch.origins.append((partition, offset))
                 except ValidationError as exc:
-                    batch.invalid.append(InvalidRecord(str(partition), offset, raw, validation_message(exc)))
+                    batch.invalid.append(InvalidRecord(partition, offset, raw, validation_message(exc)))
         for partition, last in batch.positions.items():
             self.cursor[partition] = max(self.cursor.get(partition, 0), last + 1)
         self.metrics.records += len(batch.records)

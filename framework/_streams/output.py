@@ -5,24 +5,49 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from .._errors import BadRequestError, FoundryError, RecordValidationError, RequestTooLargeError, validation_message
-from .._handles import ModelT, Origin, as_model, current_origin, track
+from .._handles import ModelT, Origin, as_model, current_origin, list_adapter, track
 from .api import StreamHandle, StreamInfo, get_stream, is_view_gone, stream_path
 
 #: Called with a record the server rejected, why, and the input position that produced it (when known).
 Rejected = Callable[[dict[str, Any], str, Origin | None], Awaitable[None]]
 
 
-@dataclass
+class _Ticket:
+    """The acknowledgement of one `publish` / `publish_many` call: done when all its records are, failed with
+    the first failure. One future per call rather than per record is what keeps publishing cheap per record."""
+
+    __slots__ = ("future", "remaining")
+
+    def __init__(self, count: int) -> None:
+        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # The error reaches the caller through the batch's AckTracker or `flush`; retrieving it here keeps
+        # asyncio from reporting every failed write as "Future exception was never retrieved" at exit.
+        self.future.add_done_callback(_retrieve)
+        self.remaining = count
+
+    def done(self, count: int = 1) -> None:
+        self.remaining -= count
+        if self.remaining <= 0 and not self.future.done():
+            self.future.set_result(None)
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+
+
+@dataclass(slots=True)
 class _Pending:
+    """One buffered record: its JSON payload, its call's ticket, and the input position that produced it."""
+
     payload: dict[str, Any]
-    future: asyncio.Future[None]
+    ticket: _Ticket
     origin: Origin | None
 
 
@@ -72,7 +97,9 @@ class StreamOutput(StreamHandle[ModelT]):
         self._kick = asyncio.Event()
         self._space = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
-        self._inflight: list[asyncio.Future[None]] = []
+        self._inflight: list[_Pending] = []
+        #: Set by the driver while it holds records a transform returned: they are published before any other.
+        self.before_publish: Callable[[], Awaitable[None]] | None = None
         self._urgent = False  # flush() asked: send without lingering until the buffer is empty
 
     @property
@@ -87,23 +114,36 @@ class StreamOutput(StreamHandle[ModelT]):
         self.info = await get_stream(self)
         self._flusher = asyncio.create_task(self._flush_loop(), name=f"flush-{self.alias}")
 
-    def _serialize(self, record: ModelT | dict[str, Any] | BaseModel) -> dict[str, Any]:
-        try:
-            model = as_model(self.model, record)
-        except ValidationError as exc:
-            raise RecordValidationError(self.alias, validation_message(exc), record) from exc
-        return model.model_dump(mode="json", by_alias=True)
+    def _serialize(self, records: list[Any]) -> list[dict[str, Any]]:
+        """Validate every record (all before any is buffered) and dump them to JSON-ready dicts in one call."""
+        model = self.model
+        models = records
+        if not all(type(r) is model for r in records):
+            models = []
+            for record in records:
+                try:
+                    models.append(as_model(model, record))
+                except ValidationError as exc:
+                    raise RecordValidationError(self.alias, validation_message(exc), record) from exc
+        payloads: list[dict[str, Any]] = list_adapter(model).dump_python(models, mode="json", by_alias=True)
+        return payloads
 
     async def publish(self, record: ModelT | dict[str, Any]) -> None:
         """Validate and buffer one record; waits only when the buffer is full (backpressure)."""
-        await self._publish_payload(self._serialize(record))
+        await self.publish_many([record])
 
-    async def publish_many(self, records: Iterable[ModelT | dict[str, Any]]) -> None:
-        payloads = [self._serialize(r) for r in records]  # validate all before buffering any
-        for payload in payloads:
-            await self._publish_payload(payload)
+    async def publish_many(
+        self, records: Iterable[ModelT | dict[str, Any]], origins: Sequence[Origin | None] | None = None
+    ) -> None:
+        """Validate all the records (a bad one raises `RecordValidationError` and none is buffered), then buffer
+        them in order. `origins`: the input position of each record (default: the current one, if any)."""
+        if self.before_publish is not None:
+            await self.before_publish()
+        records = list(records)
+        if records:
+            await self._buffer_payloads(self._serialize(records), origins)
 
-    async def _publish_payload(self, payload: dict[str, Any]) -> None:
+    async def _buffer_payloads(self, payloads: list[dict[str, Any]], origins: Sequence[Origin | None] | None) -> None:
         if self._flusher is None:
             raise RuntimeError(f"output {self.alias!r} is not open")
         if self._flusher.done():
@@ -112,14 +152,15 @@ class StreamOutput(StreamHandle[ModelT]):
             self._space.clear()
             self._kick.set()
             await self._space.wait()
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if not self._buffer:
             self._first_at = time.monotonic()
-        # The error reaches the caller through the batch's AckTracker or `flush`; retrieving it here keeps
-        # asyncio from reporting every failed record as "Future exception was never retrieved" at exit.
-        future.add_done_callback(_retrieve)
-        self._buffer.append(_Pending(payload, future, current_origin()))
-        track(future)
+        ticket = _Ticket(len(payloads))
+        if origins is None:
+            origin = current_origin()
+            self._buffer.extend([_Pending(p, ticket, origin) for p in payloads])
+        else:
+            self._buffer.extend([_Pending(p, ticket, o) for p, o in zip(payloads, origins, strict=True)])
+        track(ticket.future)
         self._kick.set()
 
     async def publish_binary(self, data: bytes) -> None:
@@ -152,7 +193,7 @@ class StreamOutput(StreamHandle[ModelT]):
             else:
                 self._urgent = False
             self._space.set()
-            self._inflight = [p.future for p in chunk]
+            self._inflight = chunk
             try:
                 await self._send(chunk)
             finally:
@@ -183,9 +224,7 @@ class StreamOutput(StreamHandle[ModelT]):
             return
         self.metrics.records += len(chunk)
         self.metrics.batches += 1
-        for pending in chunk:
-            if not pending.future.done():
-                pending.future.set_result(None)
+        _acknowledge(chunk)
 
     async def _publish_records(self, records: list[dict[str, Any]]) -> None:
         """publishRecords into the view opened; after a reset of the stream, into its new view (logged once)."""
@@ -208,7 +247,7 @@ class StreamOutput(StreamHandle[ModelT]):
         reason = f"rejected by stream {self.alias!r}: {exc.status} {exc.error_name}"
         if self.on_rejected is None:
             origin = pending.origin
-            pending.future.set_exception(
+            pending.ticket.fail(
                 RecordValidationError(
                     self.alias,
                     f"{reason}; declare a DeadLetterOutput to keep such records and go on",
@@ -221,9 +260,15 @@ class StreamOutput(StreamHandle[ModelT]):
         try:
             await self.on_rejected(pending.payload, reason, pending.origin)
         except Exception as dead_letter_exc:
-            pending.future.set_exception(dead_letter_exc)
+            pending.ticket.fail(dead_letter_exc)
             return
-        pending.future.set_result(None)
+        pending.ticket.done()
+
+    def send_now(self) -> None:
+        """Send what is buffered without waiting for the linger time (nor for the acknowledgements)."""
+        if self._buffer:
+            self._urgent = True
+            self._kick.set()
 
     @property
     def pending(self) -> int:
@@ -231,7 +276,7 @@ class StreamOutput(StreamHandle[ModelT]):
 
     async def flush(self) -> None:
         """Send everything buffered now and wait until the server acknowledged it."""
-        futures = self._inflight + [p.future for p in self._buffer]
+        futures = list({id(p.ticket): p.ticket.future for p in self._inflight + self._buffer}.values())
         if self._buffer:
             self._urgent = True
             self._kick.set()
@@ -243,16 +288,22 @@ class StreamOutput(StreamHandle[ModelT]):
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._flusher
-        for pending in self._buffer:
-            if not pending.future.done():
-                pending.future.set_exception(RuntimeError(f"output {self.alias!r} closed before the record was sent"))
+        _fail(self._buffer, RuntimeError(f"output {self.alias!r} closed before the record was sent"))
         self._buffer = []
 
 
 def _fail(chunk: list[_Pending], exc: BaseException) -> None:
-    for pending in chunk:
-        if not pending.future.done():
-            pending.future.set_exception(exc)
+    for ticket in {id(p.ticket): p.ticket for p in chunk}.values():
+        ticket.fail(exc)
+
+
+def _acknowledge(chunk: list[_Pending]) -> None:
+    """Count the chunk's records off their tickets: one call per run of records of one `publish_many`."""
+    run_start = 0
+    for i in range(1, len(chunk) + 1):
+        if i == len(chunk) or chunk[i].ticket is not chunk[run_start].ticket:
+            chunk[run_start].ticket.done(i - run_start)
+            run_start = i
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:
