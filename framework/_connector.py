@@ -70,8 +70,17 @@ class Connector:
     A record that does not match its input model is never dropped silently: it is logged with its offset,
     counted, and sent to the `DeadLetterOutput` when one is declared; processing goes on. The same holds for
     a transform's output record its output model rejects: per-record transforms dead-letter the input record
-    (with its offset), batch transforms the output record. An exception from the transform stops the
-    connector without committing that batch, so it is read again next run.
+    (with its offset), batch transforms the output record.
+
+    An exception raised by the transform follows CONNECTOR_ON_TRANSFORM_ERROR:
+    - `stop` (the default): the connector stops (exit code 1) without committing that batch, so it is read
+      again next run. The default because an exception is usually a bug or a dependency that is down, and
+      then every record would fail: stopping is loud and loses nothing, where dead-lettering would quietly
+      divert the whole stream. Outputs already published for that batch are published again on restart.
+    - `dead_letter`: the input record goes to the `DeadLetterOutput` (required: a ConfigError otherwise)
+      with `transform raised <Type>: <message>` and its partition and offset, and processing goes on. A
+      `transform_batch` that raises is called again one record at a time, so only the records that raise
+      alone are dead-lettered. Framework errors (Foundry, configuration) raised inside a transform still stop.
 
     Names the base class uses (`env`, `client`, `log`, `settings`, `setup`, `teardown`, `sleep`, `stop`,
     `running`, `name`, `settings_model`, `transform`, `transform_batch`, `run`) cannot name a handle: such a

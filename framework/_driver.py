@@ -7,14 +7,16 @@ few helpers they call; the driver reaches the connector's bound handles through 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Coroutine, Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from ._connector import Connector, _current_batch
 from ._errors import ConfigError, FoundryError, RecordValidationError
-from ._handles import AckTracker, Handle
+from ._handles import AckTracker, Handle, Origin, origin_of
+from ._responses import CONNECTION_FAULTS
 from ._streams.dead_letters import DeadLetterOutput
 from ._streams.input import InputBatch, InvalidRecord, StreamInput
 from ._streams.output import Rejected, StreamOutput
@@ -35,6 +37,8 @@ class Driver:
         self.connector = connector
         self.handles = handles_of(connector)
         self.log = connector.log
+        #: True from when every handle is open and `setup()` returned until the loop ends (`/ready`).
+        self.ready = False
 
     # Introspection (the runtime's progress line, `framework.testing`).
 
@@ -69,6 +73,11 @@ class Driver:
             )
         if defined[0] != "run" and not any(isinstance(h, StreamInput) for h in self.inputs):
             raise ConfigError(f"{cls.__name__} defines {defined[0]}() but declares no StreamInput")
+        if self.connector.env.runtime.on_transform_error == "dead_letter" and self.dead_letters is None:
+            raise ConfigError(
+                f"CONNECTOR_ON_TRANSFORM_ERROR=dead_letter needs a DeadLetterOutput, and {cls.__name__} declares "
+                "none: declare one, or unset the variable"
+            )
         return defined[0]
 
     # `connector check`
@@ -84,6 +93,12 @@ class Driver:
         for handle in self.handles.values():
             try:
                 await handle.check()
+            except CONNECTION_FAULTS as exc:
+                # Every other handle would fail the same way: one line, not one per handle.
+                url = self.connector.client.url("/")
+                message = f"cannot reach Foundry at {url}: {type(exc).__name__} {exc}".strip()
+                self.log.error("check failed", alias=handle.alias, error=f"{message}; check FOUNDRY_URL")
+                raise ConfigError(message) from None
             except (FoundryError, ConfigError) as exc:
                 failures.append(exc)
                 self.log.error("check failed", alias=handle.alias, rid=handle.rid, error=str(exc))
@@ -121,6 +136,7 @@ class Driver:
         await self.open()
         try:
             await self.connector.setup()
+            self.ready = True
             try:
                 if mode == "run":
                     await getattr(self.connector, "run")()  # noqa: B009 - subclasses define it, the base does not
@@ -132,6 +148,7 @@ class Driver:
                 raise
             await self._teardown(failed=False)
         finally:
+            self.ready = False
             await self.close()
 
     async def _teardown(self, *, failed: bool) -> None:
@@ -176,7 +193,10 @@ class Driver:
                 if not connector.running:
                     slots.release()
                     break
-                batch = await source.read_batch()
+                batch = await self._unless_stopping(source.read_batch())
+                if batch is None:  # stopped while the read waited (for an outage to end): nothing was read
+                    slots.release()
+                    break
                 if not batch.size:
                     slots.release()
                     await connector.sleep(idle_s)
@@ -190,11 +210,33 @@ class Driver:
             # Shutdown: do not let lingering batches hold the last commits.
             await self.flush()
 
+    async def _unless_stopping(self, read: Coroutine[Any, Any, InputBatch[Any]]) -> InputBatch[Any] | None:
+        """`read`, or None when the connector is stopping during an outage: a read retrying until Foundry is
+        back must not hold up the shutdown (no read commits anything, so abandoning one loses nothing)."""
+        task = asyncio.ensure_future(read)
+        stopping = asyncio.ensure_future(self.connector.sleep(1e9))
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            task.cancel()
+            raise
+        finally:
+            stopping.cancel()
+        outage = self.connector.client.outage
+        while not task.done() and not outage.active:  # a read that Foundry answers is processed and committed
+            await asyncio.wait({task}, timeout=0.2)
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None
+
     async def _commit_loop(self, source: StreamInput[Any], queue: _Queue, slots: asyncio.Semaphore) -> None:
         while (item := await queue.get()) is not None:
             batch, tracker = item
             await tracker.wait()
-            await source.commit(batch.positions)
+            await source.commit(batch.positions, view_rid=batch.view_rid)
             slots.release()
 
     async def _process(self, batch: InputBatch[Any], mode: Mode) -> None:
@@ -210,18 +252,51 @@ class Driver:
         if not batch.records:
             return
         if mode == "transform_batch":
-            result = await getattr(self.connector, "transform_batch")(batch.records)  # noqa: B009
-            await self._emit(result, dead_letter_invalid=True)
+            await self._transform_batch(batch)
             return
         transform = getattr(self.connector, "transform")  # noqa: B009
         for record, (partition, offset) in zip(batch.records, batch.origins, strict=True):
             try:
-                await self._emit(await transform(record))
+                with origin_of(Origin(batch.source.alias, partition, offset)):
+                    await self._emit(await transform(record))
             except RecordValidationError as exc:
                 # The transform produced a record its output's model rejects: keep the input record.
                 raw = record.model_dump(mode="json")
                 error = f"transform output for {exc.alias!r} is invalid: {exc.message}"
                 await self._dead_letter(batch.source.alias, InvalidRecord(partition, offset, raw, error))
+            except Exception as exc:
+                if not self._dead_letters_errors(exc):
+                    raise
+                raw = record.model_dump(mode="json")
+                await self._dead_letter(batch.source.alias, InvalidRecord(partition, offset, raw, _raised(exc)))
+
+    async def _transform_batch(self, batch: InputBatch[Any]) -> None:
+        """With CONNECTOR_ON_TRANSFORM_ERROR=dead_letter, a batch that raises is transformed again one record
+        at a time, and only the records that raise alone are dead-lettered."""
+        transform_batch = getattr(self.connector, "transform_batch")  # noqa: B009
+        with origin_of(Origin(batch.source.alias, None, None)):
+            try:
+                result = await transform_batch(batch.records)
+            except Exception as exc:
+                if not self._dead_letters_errors(exc):
+                    raise
+                result = None
+                for record, (partition, offset) in zip(batch.records, batch.origins, strict=True):
+                    try:
+                        await self._emit(await transform_batch([record]), dead_letter_invalid=True)
+                    except Exception as one:
+                        if not self._dead_letters_errors(one):
+                            raise
+                        raw = record.model_dump(mode="json")
+                        invalid = InvalidRecord(partition, offset, raw, _raised(one))
+                        await self._dead_letter(batch.source.alias, invalid)
+            await self._emit(result, dead_letter_invalid=True)
+
+    def _dead_letters_errors(self, exc: Exception) -> bool:
+        """Whether a transform's exception dead-letters its input (the opt-in policy) rather than stopping.
+        The framework's own errors (Foundry, configuration) always stop: they are not about the record."""
+        policy = self.connector.env.runtime.on_transform_error
+        return policy == "dead_letter" and not isinstance(exc, FoundryError | ConfigError)
 
     async def _emit(self, result: Any, *, dead_letter_invalid: bool = False) -> None:
         """Publish a transform's result to the default output.
@@ -267,16 +342,30 @@ class Driver:
             await dead.send(alias, invalid.error, invalid.raw, partition=invalid.partition, offset=invalid.offset)
 
     def _rejected_by(self, alias: str) -> Rejected:
-        async def rejected(payload: dict[str, Any], error: str) -> None:
-            self.log.error("record rejected by output", output=alias, error=error)
+        async def rejected(payload: dict[str, Any], error: str, origin: Origin | None) -> None:
+            # The input position that produced the record, when known: what an operator needs to find it.
+            source = origin.source if origin else alias
+            partition, offset = (origin.partition, origin.offset) if origin else (None, None)
+            self.log.error(
+                "record rejected by output",
+                output=alias,
+                error=error,
+                source=source,
+                partition=partition,
+                offset=offset,
+            )
             dead = self.dead_letters
             assert dead is not None
-            await dead.send(alias, error, payload)
+            await dead.send(source, error, payload, partition=partition, offset=offset)
             # The rejected record counts as acknowledged (and its input batch may be committed) only once its
             # dead letter is: this runs in the output's flusher, where no input batch's AckTracker is active.
             await dead.flush()
 
         return rejected
+
+
+def _raised(exc: Exception) -> str:
+    return f"transform raised {type(exc).__name__}: {exc}"
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -12,6 +12,7 @@ Every error the framework raises on purpose is a `ConnectorError`; match on the 
     │   ├── ConflictError           409
     │   ├── RequestTooLargeError    413
     │   └── RetryableError          429, 5xx: raised only once retries are exhausted
+    │       └── MalformedResponseError  a 2xx whose body is not the JSON it should be (garbage, truncated)
     ├── MediaItemPathError          a media item path Foundry would reject (also a ValueError)
     └── RecordValidationError       a record does not match its pydantic model
 """
@@ -89,6 +90,15 @@ class RequestTooLargeError(FoundryError):
 
 class RetryableError(FoundryError):
     """429, 503 and other 5xx: retried with backoff; raised only once retries are exhausted."""
+
+
+class MalformedResponseError(RetryableError):
+    """A 2xx answer whose body is not valid JSON (garbage from a proxy, a body cut short): retried like a 503,
+    since the request may well succeed again; `parameters["problem"]` says what was wrong."""
+
+    def __init__(self, status: int, problem: str, *, method: str = "", url: str = "") -> None:
+        name, params = "MalformedResponse", {"problem": problem}
+        super().__init__(status, "MALFORMED_RESPONSE", name, params, method=method, url=url)
 
 
 _BY_STATUS: dict[int, type[FoundryError]] = {

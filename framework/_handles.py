@@ -45,6 +45,8 @@ class HandleMetrics:
     invalid: int = 0
     bytes: int = 0
     batches: int = 0
+    resets: int = 0  # streams: new views noticed (the stream was reset under the connector)
+    committed_at: float | None = None  # inputs: time.monotonic() of the last commit
 
 
 @dataclass
@@ -197,6 +199,33 @@ def declared_handles(cls: type) -> dict[str, Handle]:
 # batch's offsets are committed only once every one of those writes has been acknowledged.
 
 _current_tracker: ContextVar[AckTracker | None] = ContextVar("framework_ack_tracker", default=None)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where the input record being transformed came from: outputs keep it with every record they buffer, so a
+    record the server rejects later is dead-lettered with the input position that produced it."""
+
+    source: str
+    partition: str | None
+    offset: int | None
+
+
+_current_origin: ContextVar[Origin | None] = ContextVar("framework_record_origin", default=None)
+
+
+@contextmanager
+def origin_of(origin: Origin | None) -> Iterator[None]:
+    """The driver sets the input position around a per-record transform (None elsewhere)."""
+    token = _current_origin.set(origin)
+    try:
+        yield
+    finally:
+        _current_origin.reset(token)
+
+
+def current_origin() -> Origin | None:
+    return _current_origin.get()
 
 
 class AckTracker:

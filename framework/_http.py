@@ -7,24 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json as jsonlib
 from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
 import aiohttp
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_full_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_never, wait_full_jitter
 from tenacity.wait import wait_base
 from yarl import URL
 
 from ._env.environment import Environment
 from ._env.settings import RuntimeSettings
-from ._errors import FoundryError, RetryableError, error_from_envelope
+from ._errors import FoundryError, MalformedResponseError, RetryableError
 from ._logging import get_logger, register_secret
+from ._outage import Outage
+from ._responses import CONNECTION_FAULTS, decode_json, error_of, read_body
 
 Service = Literal["api", "stream_proxy"]
 ParamValue = str | int | float | bool | Sequence[str] | None
@@ -46,21 +45,31 @@ Body = bytes | Callable[[], AsyncIterable[bytes]]
 _T = TypeVar("_T")
 _log = get_logger("framework.http")
 
-# Connection faults worth another try; aiohttp's ServerDisconnectedError and socket timeouts are among them.
-_CONNECTION_FAULTS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
+_CONNECTION_FAULTS = CONNECTION_FAULTS
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Full-jitter exponential backoff: attempt n waits uniform(0, min(max, initial * 2**(n-1)))."""
+    """Full-jitter exponential backoff: attempt n waits uniform(0, min(max, initial * 2**(n-1))).
+
+    `max_attempts=0` retries without limit: what a running pipeline wants, since giving up turns an outage of
+    Foundry into a crash loop. Only connection faults, timeouts, 429, 5xx and malformed answers are retried.
+    """
 
     max_attempts: int = 8
     initial_backoff_s: float = 0.2
     max_backoff_s: float = 10.0
 
     @classmethod
-    def from_runtime(cls, rt: RuntimeSettings) -> RetryPolicy:
-        return cls(rt.retry_max_attempts, rt.retry_initial_backoff_s, rt.retry_max_backoff_s)
+    def from_runtime(cls, rt: RuntimeSettings, *, default_attempts: int = 8) -> RetryPolicy:
+        """CONNECTOR_RETRY_* settings; `default_attempts` when CONNECTOR_RETRY_MAX_ATTEMPTS is unset (each
+        command has its own: `connector run` 0 = unlimited, `connector check` 3)."""
+        attempts = rt.retry_max_attempts if rt.retry_max_attempts is not None else default_attempts
+        return cls(attempts, rt.retry_initial_backoff_s, rt.retry_max_backoff_s)
+
+    @property
+    def unlimited(self) -> bool:
+        return self.max_attempts == 0
 
 
 @dataclass
@@ -91,21 +100,6 @@ class _wait_retry_after(wait_base):
         if isinstance(retry_after, int | float):
             return max(0.0, min(float(retry_after), self.cap_s))
         return self.fallback(retry_state)
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    """Retry-After as delay-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-        return max(0.0, (when - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
 
 
 def encode_params(params: Params | None) -> list[tuple[str, str]]:
@@ -144,6 +138,8 @@ class FoundryClient:
         self._owns_session = session is None
         self._token: str | None = None
         self._metrics = ClientMetrics()
+        #: Whether Foundry is unavailable now (and since when): logged in a few lines, scraped by /metrics.
+        self.outage = Outage(env.runtime.outage_report_s)
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests swap this to observe waits
 
     async def __aenter__(self) -> FoundryClient:
@@ -171,11 +167,11 @@ class FoundryClient:
 
     async def request_json(self, method: str, path: str, **options: Unpack[RequestOptions]) -> Any:
         """Parsed JSON; None for 204 or an empty body; the raw bytes when the body is not JSON."""
-        return await self._request(method, path, _decode, options)
+        return await self._request(method, path, decode_json, options)
 
     async def request_bytes(self, method: str, path: str, **options: Unpack[RequestOptions]) -> bytes:
         """The raw body, whatever its content type."""
-        return await self._request(method, path, _read, options)
+        return await self._request(method, path, read_body, options)
 
     async def _request(
         self, method: str, path: str, read: Callable[[aiohttp.ClientResponse], Awaitable[_T]], options: RequestOptions
@@ -204,7 +200,7 @@ class FoundryClient:
 
         async def call() -> Any:
             async with self._open(method, path, service, params, {"Content-Type": content_type}, payload) as resp:
-                return await _decode(resp)
+                return await decode_json(resp)
 
         return await self._retrying(method, path, call)
 
@@ -231,24 +227,42 @@ class FoundryClient:
 
     async def _retrying(self, method: str, path: str, call: Callable[[], Awaitable[_T]]) -> _T:
         policy = self.retry
+        where = {"method": method, "path": path.split("?", 1)[0]}
 
         def log_retry(state: RetryCallState) -> None:
             self._metrics.retries += 1
             exc = state.outcome.exception() if state.outcome is not None else None
-            cause = {"status": exc.status} if isinstance(exc, FoundryError) else {"error": type(exc).__name__}
+            cause: dict[str, Any] = (
+                {"status": exc.status} if isinstance(exc, FoundryError) else {"error": type(exc).__name__}
+            )
+            if isinstance(exc, MalformedResponseError):
+                # Not a network fault but a broken answer: worth a warning each time it happens.
+                cause["error"] = str(exc.parameters.get("problem", ""))
+                _log.warning("Foundry answered with a malformed body; retrying", **where, **cause)
             wait = state.next_action.sleep if state.next_action is not None else None
-            _log.warning(
+            # A transient fault is a debug line; an outage is a few warnings however long it lasts (`Outage`).
+            _log.debug(
                 "retrying Foundry request",
-                method=method,
-                path=path.split("?", 1)[0],
+                **where,
                 attempt=state.attempt_number,
-                max_attempts=policy.max_attempts,
+                max_attempts=policy.max_attempts or None,
                 wait_s=round(wait, 3) if wait is not None else None,
                 **cause,
             )
+            self.outage.failed(state.attempt_number, state.seconds_since_start or 0.0, {**where, **cause})
+
+        async def attempt() -> _T:
+            try:
+                result = await call()
+            except FoundryError as exc:
+                if not _is_retryable(exc):
+                    self.outage.succeeded()  # Foundry answered, if only with an error
+                raise
+            self.outage.succeeded()
+            return result
 
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(max(1, policy.max_attempts)),
+            stop=stop_never if policy.unlimited else stop_after_attempt(max(1, policy.max_attempts)),
             wait=_wait_retry_after(
                 wait_full_jitter(multiplier=policy.initial_backoff_s, max=policy.max_backoff_s), policy.max_backoff_s
             ),
@@ -257,9 +271,9 @@ class FoundryClient:
             sleep=lambda seconds: self._sleep(seconds),
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                return await call()
+        async for attempt_state in retrying:
+            with attempt_state:
+                return await attempt()
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     @contextlib.asynccontextmanager
@@ -287,7 +301,7 @@ class FoundryClient:
             break
         try:
             if resp.status >= 400:
-                raise await _error(resp, method, url)
+                raise await error_of(resp, method, url)
             yield resp
         finally:
             resp.release()
@@ -339,30 +353,3 @@ class _Payload:
     json: Any = None
     data: bytes | None = None
     factory: Callable[[], AsyncIterable[bytes]] | None = None
-
-
-async def _read(resp: aiohttp.ClientResponse) -> bytes:
-    return await resp.read()
-
-
-async def _decode(resp: aiohttp.ClientResponse) -> Any:
-    raw = await resp.read()
-    if resp.status == 204 or not raw:
-        return None
-    if resp.content_type == "application/json" or resp.content_type.endswith("+json"):
-        return jsonlib.loads(raw)
-    return raw
-
-
-async def _error(resp: aiohttp.ClientResponse, method: str, url: URL) -> FoundryError:
-    """The typed error; the URL loses its query string, where secrets such as tokens can travel."""
-    try:
-        text = await resp.text(errors="replace")
-    except _CONNECTION_FAULTS:
-        text = ""
-    body: Any = text
-    with contextlib.suppress(ValueError):
-        body = jsonlib.loads(text) if text else text
-    err = error_from_envelope(resp.status, body, method=method, url=str(url.with_query(None)))
-    err.retry_after_s = _retry_after_s(resp.headers.get("Retry-After"))
-    return err

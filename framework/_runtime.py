@@ -1,14 +1,14 @@
 """Running a connector as a process: environment, logging, signals, progress, bounded shutdown, exit codes.
 
 Exit codes: 0 clean stop, 1 the connector failed (Foundry error, transform exception, shutdown timed
-out), 2 configuration problem (environment, alias map, connector declaration).
+out), 2 configuration problem (environment, alias map, connector declaration, connector module),
+128 + the signal's number (143 for SIGTERM, 130 for SIGINT) when a second signal stopped it at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import os
 import signal
 import time
@@ -24,31 +24,14 @@ from ._env.settings import RuntimeSettings
 from ._errors import ConfigError, FoundryError
 from ._functions import FunctionEnvironment, FunctionModule, is_function_mode, serve_function_module
 from ._handles import declared_handles
+from ._health import HealthServer
 from ._http import FoundryClient, RetryPolicy
+from ._loading import Runnable, load_connector_class
 from ._logging import bind_context, configure_logging, get_logger, register_secret
+from ._responses import CONNECTION_FAULTS
 from ._streams.input import StreamInput
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
-
-
-Runnable = type[Connector] | type[FunctionModule]
-
-
-def load_connector_class(spec: str) -> Runnable:
-    """`package.module:ClassName` -> the class, or a one-line ConfigError saying what is wrong."""
-    module_name, sep, class_name = spec.partition(":")
-    if not sep or not module_name or not class_name:
-        raise ConfigError(f"connector {spec!r} is not of the form package.module:ClassName")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"cannot import module {module_name!r} for connector {spec!r}: {exc}") from exc
-    cls = getattr(module, class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Connector | FunctionModule)):
-        raise ConfigError(
-            f"{spec!r} is not a Connector or FunctionModule subclass (found {type(cls).__name__} in {module_name})"
-        )
-    return cls
 
 
 def _setup_logging(runtime: RuntimeSettings) -> BoundLogger:
@@ -100,16 +83,24 @@ async def serve_connector(
 ) -> int:
     """Run `cls` until it stops; returns the exit code. Signals stop it gracefully within a bound."""
     runtime = env.runtime
-    async with FoundryClient(env, retry=RetryPolicy.from_runtime(runtime)) as client:
+    # A running pipeline outlives any outage: retries are unlimited unless CONNECTOR_RETRY_MAX_ATTEMPTS says.
+    async with FoundryClient(env, retry=RetryPolicy.from_runtime(runtime, default_attempts=0)) as client:
         connector = cls(env, client, log.bind(connector=connector_name(cls)))
         driver = Driver(connector)
+        health = HealthServer(driver, runtime.http_port) if runtime.http_port is not None else None
+        if health is not None:
+            try:
+                await health.start()
+            except OSError as exc:
+                raise ConfigError(f"CONNECTOR_HTTP_PORT={runtime.http_port} cannot be served: {exc}") from None
         task = asyncio.create_task(driver.serve(), name="connector")
         loop = asyncio.get_running_loop()
         deadline: list[asyncio.TimerHandle] = []
+        second: list[str] = []
 
         def on_signal(signame: str) -> None:
             if not connector.running:
-                log.warning("second signal: stopping now", signal=signame)
+                second.append(signame)  # the operator insists: stop at once, without flushing
                 task.cancel()
                 return
             log.info("stopping", signal=signame, timeout_s=runtime.shutdown_timeout_s)
@@ -125,6 +116,13 @@ async def serve_connector(
         except asyncio.CancelledError:
             if connector.running:
                 raise
+            if second:
+                log.error(
+                    "second signal: stopped at once without flushing; uncommitted records will be read again",
+                    signal=second[0],
+                    exit_code=128 + signal.Signals[second[0]].value,
+                )
+                return 128 + signal.Signals[second[0]].value
             log.error(
                 "shutdown timed out; uncommitted records will be read again on restart",
                 timeout_s=runtime.shutdown_timeout_s,
@@ -136,12 +134,17 @@ async def serve_connector(
         except FoundryError as exc:
             log.error("Foundry error", error=str(exc), error_name=exc.error_name, status=exc.status)
             return EXIT_FAILED
+        except CONNECTION_FAULTS as exc:  # only with a retry budget (CONNECTOR_RETRY_MAX_ATTEMPTS > 0)
+            log.error("cannot reach Foundry", url=client.url("/"), error=f"{type(exc).__name__}: {exc}")
+            return EXIT_FAILED
         except Exception as exc:
             log.exception("connector failed", error=f"{type(exc).__name__}: {exc}")
             return EXIT_FAILED
         finally:
             connector.stop()
             progress.cancel()
+            if health is not None:
+                await health.stop()
             for handle in deadline:
                 handle.cancel()
             if handle_signals:
@@ -153,11 +156,12 @@ async def serve_connector(
 
 async def check_connector(cls: type[Connector], env: Environment, *, log: BoundLogger) -> int:
     """Validate the declaration, aliases and reachability of every declared resource."""
-    async with FoundryClient(env, retry=RetryPolicy.from_runtime(env.runtime)) as client:
+    # A check answers now: a short retry budget, so an unreachable Foundry is a quick exit 1.
+    async with FoundryClient(env, retry=RetryPolicy.from_runtime(env.runtime, default_attempts=3)) as client:
         driver = Driver(cls(env, client, log))
         driver.mode()  # a declaration error is a configuration error (exit 2), raised before any request
         try:
-            await driver.check()  # logs every handle's result
+            await driver.check()  # logs every handle's result, or one line when Foundry is unreachable
         except (FoundryError, ConfigError):
             return EXIT_FAILED
         return EXIT_OK

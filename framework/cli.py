@@ -20,7 +20,8 @@ environment (set by Foundry in pipeline mode; set them yourself to run against t
   SOURCE_CONFIGURATIONS_PATH     source configurations JSON (optional)
   CONNECTOR_*                    tuning: CONNECTOR_PUBLISH_BATCH_SIZE, CONNECTOR_LOG_FORMAT=json|console, ...
 
-exit codes: 0 stopped cleanly, 1 failed, 2 configuration error
+exit codes: 0 stopped cleanly, 1 failed, 2 configuration error (environment, connector module or class),
+  128+N stopped at once by a second signal N (143: SIGTERM, 130: SIGINT)
 """
 
 

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from structlog.stdlib import BoundLogger
 
@@ -79,6 +79,14 @@ class IngestSettings(BaseSettings):
     fetch_backoff_s: float = Field(1.0, ge=0)
     fetch_timeout_s: float = Field(60.0, gt=0)
     spool_dir: Path | None = None  # where downloads wait for their upload; default: the system temp dir
+
+    @field_validator("spool_dir")
+    @classmethod
+    def _spool_dir_exists(cls, value: Path | None) -> Path | None:
+        """Checked at start-up: otherwise every download would fail, each with a traceback."""
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not an existing directory; create it or unset MEDIA_INGEST_SPOOL_DIR")
+        return value
 
 
 class MediaIngest(Connector):

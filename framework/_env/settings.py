@@ -79,9 +79,15 @@ class RuntimeSettings(BaseSettings):
     progress_interval_s: float = Field(30, gt=0)
     shutdown_timeout_s: float = Field(20, gt=0)
     http_timeout_s: float = Field(60, gt=0)
-    retry_max_attempts: int = Field(8, ge=1)
+    # None: the command's default (`connector run` 0 = retry without limit, `connector check` 3).
+    retry_max_attempts: int | None = Field(None, ge=0)
     retry_initial_backoff_s: float = Field(0.2, ge=0)
     retry_max_backoff_s: float = Field(10, ge=0)
+    # What an exception raised by a transform does: stop the connector (the default) or dead-letter the input.
+    on_transform_error: Literal["stop", "dead_letter"] = "stop"
+    # `connector run` serves /live, /ready and /metrics on this port when set (not a privileged one).
+    http_port: int | None = Field(None, ge=1024, le=65535)
+    outage_report_s: float = Field(120, gt=0)  # "Foundry still unavailable for 2m" every this many seconds
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:

@@ -27,7 +27,8 @@ class DeadLetter(BaseModel):
 class DeadLetterOutput(StreamOutput[DeadLetter]):
     """Where invalid records go instead of being dropped: declare one and the connector keeps going.
 
-    The stream needs the `DeadLetter` schema (`framework.stream_schema(DeadLetter)`).
+    The stream needs the `DeadLetter` schema (`framework.stream_schema(DeadLetter)`). `raw` is cut to
+    `MAX_RAW_CHARS` (saying so and how long it was), so a record rejected for its size fits in a dead letter.
     """
 
     def __init__(self, alias: str, *, batch_size: int | None = None, linger_ms: float | None = None) -> None:
@@ -42,11 +43,21 @@ class DeadLetterOutput(StreamOutput[DeadLetter]):
                 partition=partition,
                 offset=offset,
                 error=error,
-                raw=raw if isinstance(raw, str) else json.dumps(raw, default=_json_default),
+                raw=_bounded(raw if isinstance(raw, str) else json.dumps(raw, default=_json_default)),
                 connector=self.binding.connector_name,
                 time=datetime.now(UTC).isoformat(timespec="milliseconds"),
             )
         )
+
+
+#: How much of a record a dead letter keeps: far under any stream's record limit (1 MiB on Foundry).
+MAX_RAW_CHARS = 64 * 1024
+
+
+def _bounded(raw: str) -> str:
+    if len(raw) <= MAX_RAW_CHARS:
+        return raw
+    return f"{raw[:MAX_RAW_CHARS]}... [cut: {len(raw)} characters in all]"
 
 
 def _json_default(value: Any) -> Any:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal
 from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from .._errors import validation_message
+from .._errors import FoundryError, validation_message
 from .._handles import ModelT
-from .api import StreamHandle, StreamInfo, get_stream, stream_path
+from .api import StreamHandle, StreamInfo, get_stream, is_view_gone, stream_path
 
 
 @dataclass
@@ -35,6 +36,7 @@ class InputBatch(Generic[ModelT]):
     positions: dict[str, int]
     invalid: list[InvalidRecord] = field(default_factory=list)
     origins: list[tuple[str, int]] = field(default_factory=list)  # (partition, offset) of each record
+    view_rid: str | None = None  # the view read: a batch of a view since reset is never committed
 
     @property
     def size(self) -> int:
@@ -53,7 +55,14 @@ class StreamInput(StreamHandle[ModelT]):
     only: a restart starts again from the earliest or latest offset.
 
     Records that fail validation are not dropped: they come back in `InputBatch.invalid`.
+
+    A reset of the stream (a new, empty view) is noticed on the next read or commit (they name the view
+    opened): it is logged once, reading goes on from the new view's start (its subscriber position), and
+    batches of the old view still in flight are published but never committed, since their offsets mean
+    nothing in the new view.
     """
+
+    _after_reset = "reading goes on from the new view's start; batches of the old view are not committed"
 
     direction = "input"
 
@@ -96,6 +105,11 @@ class StreamInput(StreamHandle[ModelT]):
 
     async def open(self) -> None:
         self.info = await get_stream(self)
+        await self._start_positions()
+        self.log.info("input opened", alias=self.alias, mode=self.mode, position=self.committed)
+
+    async def _start_positions(self) -> None:
+        """Where reading starts in the current view: the subscriber's position, or earliest / latest."""
         if self.mode == "subscriber":
             await self.client.request_json(
                 "POST",
@@ -104,15 +118,22 @@ class StreamInput(StreamHandle[ModelT]):
                 json={"subscriberId": self.subscriber_id, "readPosition": {"type": self.start}},
             )
             position = await self.client.request_json(
-                "GET", self._subscriber_path("/getReadPosition"), service="stream_proxy", params={"preview": True}
+                "GET",
+                self._subscriber_path("/getReadPosition"),
+                service="stream_proxy",
+                params={"preview": True, "viewRid": self.view_rid},
             )
             self.committed = {str(p): int(o) for p, o in (position or {}).items()}
         elif self.mode == "latest":
             self.committed = await self.end_offsets()
         else:
-            self.committed = {str(p): 0 for p in range(self.info.partitions)}
+            self.committed = {str(p): 0 for p in range(self.info.partitions if self.info else 1)}
         self.cursor = dict(self.committed)
-        self.log.info("input opened", alias=self.alias, mode=self.mode, position=self.committed)
+
+    async def _on_view_gone(self) -> None:
+        """The stream was reset: go on from the new view's start (its positions replace the old ones)."""
+        if await self.refresh_view():
+            await self._start_positions()
 
     async def end_offsets(self) -> dict[str, int]:
         body = await self.client.request_json(
@@ -133,18 +154,33 @@ class StreamInput(StreamHandle[ModelT]):
     async def read_batch(self, limit: int | None = None) -> InputBatch[ModelT]:
         """The next records after the cursor (possibly none). Does not commit."""
         limit = limit or self.binding.runtime.read_batch_size
-        if self.mode == "subscriber" and self.cursor == self.committed:
-            body = await self.client.request_json(
-                "POST",
-                self._subscriber_path("/readRecords"),
-                service="stream_proxy",
-                params={"preview": True},
-                json={"limit": limit},
-            )
-            by_partition: dict[str, list[dict[str, Any]]] = (body or {}).get("recordsByPartition") or {}
-        else:
-            by_partition = await self._get_records(limit)
+        view = self.view_rid
+        try:
+            if self.mode == "subscriber" and self.cursor == self.committed:
+                body = await self.client.request_json(
+                    "POST",
+                    self._subscriber_path("/readRecords"),
+                    service="stream_proxy",
+                    params={"preview": True},
+                    json={"limit": limit, **({"viewRid": view} if view else {})},
+                )
+                by_partition: dict[str, list[dict[str, Any]]] = (body or {}).get("recordsByPartition") or {}
+            else:
+                by_partition = await self._get_records(limit)
+        except FoundryError as exc:
+            if not is_view_gone(exc):
+                raise
+            await self._on_view_gone()
+            return InputBatch(self, [], {}, view_rid=self.view_rid)
+        if self._went_backwards(by_partition) and await self.refresh_view():
+            await self._start_positions()  # a server that does not check viewRid: offsets restarted
+            return InputBatch(self, [], {}, view_rid=self.view_rid)
         return self._to_batch(by_partition)
+
+    def _went_backwards(self, by_partition: dict[str, list[dict[str, Any]]]) -> bool:
+        return any(
+            entries and int(entries[0]["offset"]) < self.committed.get(str(p), 0) for p, entries in by_partition.items()
+        )
 
     async def _get_records(self, limit: int) -> dict[str, list[dict[str, Any]]]:
         partitions = sorted(self.cursor) or [str(p) for p in range(self.info.partitions if self.info else 1)]
@@ -160,6 +196,7 @@ class StreamInput(StreamHandle[ModelT]):
                     "startOffset": self.cursor.get(partition, 0),
                     "limit": per_partition,
                     "preview": True,
+                    "viewRid": self.view_rid,
                 },
             )
             return list(body or [])
@@ -168,7 +205,7 @@ class StreamInput(StreamHandle[ModelT]):
         return dict(zip(partitions, results, strict=True))
 
     def _to_batch(self, by_partition: dict[str, list[dict[str, Any]]]) -> InputBatch[ModelT]:
-        batch: InputBatch[ModelT] = InputBatch(self, [], {})
+        batch: InputBatch[ModelT] = InputBatch(self, [], {}, view_rid=self.view_rid)
         for partition, entries in by_partition.items():
             for entry in entries:
                 offset = int(entry["offset"])
@@ -186,17 +223,28 @@ class StreamInput(StreamHandle[ModelT]):
         self.metrics.batches += 1 if batch.size else 0
         return batch
 
-    async def commit(self, positions: dict[str, int]) -> None:
-        """Record that everything up to and including `positions` is fully processed."""
-        if not positions:
+    async def commit(self, positions: dict[str, int], *, view_rid: str | None = None) -> None:
+        """Record that everything up to and including `positions` is fully processed.
+
+        `view_rid`: the view the positions were read from; positions of a view since reset are dropped.
+        """
+        if not positions or (view_rid is not None and view_rid != self.view_rid):
             return
         if self.mode == "subscriber":
-            await self.client.request_json(
-                "POST",
-                self._subscriber_path("/commitOffsets"),
-                service="stream_proxy",
-                params={"preview": True},
-                json={"offsets": positions},
-            )
+            view = self.view_rid
+            try:
+                await self.client.request_json(
+                    "POST",
+                    self._subscriber_path("/commitOffsets"),
+                    service="stream_proxy",
+                    params={"preview": True},
+                    json={"offsets": positions, **({"viewRid": view} if view else {})},
+                )
+            except FoundryError as exc:
+                if not is_view_gone(exc):
+                    raise
+                await self._on_view_gone()
+                return
         for partition, last in positions.items():
             self.committed[partition] = max(self.committed.get(partition, 0), last + 1)
+        self.metrics.committed_at = time.monotonic()

@@ -6,15 +6,31 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .._errors import BadRequestError, RecordValidationError, validation_message
-from .._handles import ModelT, as_model, track
-from .api import StreamHandle, StreamInfo, get_stream, stream_path
+from .._errors import BadRequestError, FoundryError, RecordValidationError, RequestTooLargeError, validation_message
+from .._handles import ModelT, Origin, as_model, current_origin, track
+from .api import StreamHandle, StreamInfo, get_stream, is_view_gone, stream_path
 
-Rejected = Callable[[dict[str, Any], str], Awaitable[None]]
+#: Called with a record the server rejected, why, and the input position that produced it (when known).
+Rejected = Callable[[dict[str, Any], str, Origin | None], Awaitable[None]]
+
+
+@dataclass
+class _Pending:
+    payload: dict[str, Any]
+    future: asyncio.Future[None]
+    origin: Origin | None
+
+
+def rejects_the_record(exc: FoundryError) -> bool:
+    """Errors about a record itself, not the request: its schema, or its size (413 RecordTooLarge). A batch
+    answered with one is split until the offending records are alone, so the rest is still published."""
+    schema = isinstance(exc, BadRequestError) and exc.error_name == "RecordDoesNotMatchStreamSchema"
+    return schema or isinstance(exc, RequestTooLargeError)
 
 
 class StreamOutput(StreamHandle[ModelT]):
@@ -25,12 +41,15 @@ class StreamOutput(StreamHandle[ModelT]):
     `batch_size` records are waiting or `linger_ms` after the first one arrived, one request at a time
     so order is kept. Every publish made while the connector processes an input batch holds that
     batch's commit until the server acknowledged it. `flush()` waits for everything buffered.
-    If the server rejects a batch as not matching the stream schema, its records are retried one by
-    one and only the rejected ones go to the connector's dead-letter output (or stop it when it has none).
+    If the server rejects a batch for one of its records (400 RecordDoesNotMatchStreamSchema, or 413
+    RecordTooLarge for a record or a body over its limit), the batch is split in halves until the offending
+    records are alone: only those go to the connector's dead-letter output, with the reason and the input
+    position that produced them (or fail their publish when it has none); the rest is published, in order.
     """
 
     direction = "output"
-    #: Called with a record the stream's schema rejected; the driver wires it to the dead-letter output.
+    _after_reset = "publishing goes on into the new view"
+    #: Called with a record the server rejected; the driver wires it to the dead-letter output.
     on_rejected: Rejected | None
 
     def __init__(
@@ -48,7 +67,7 @@ class StreamOutput(StreamHandle[ModelT]):
     def _on_bind(self) -> None:
         self.info: StreamInfo | None = None
         self.on_rejected: Rejected | None = None
-        self._buffer: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._buffer: list[_Pending] = []
         self._first_at = 0.0
         self._kick = asyncio.Event()
         self._space = asyncio.Event()
@@ -96,7 +115,10 @@ class StreamOutput(StreamHandle[ModelT]):
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if not self._buffer:
             self._first_at = time.monotonic()
-        self._buffer.append((payload, future))
+        # The error reaches the caller through the batch's AckTracker or `flush`; retrieving it here keeps
+        # asyncio from reporting every failed record as "Future exception was never retrieved" at exit.
+        future.add_done_callback(_retrieve)
+        self._buffer.append(_Pending(payload, future, current_origin()))
         track(future)
         self._kick.set()
 
@@ -130,7 +152,7 @@ class StreamOutput(StreamHandle[ModelT]):
             else:
                 self._urgent = False
             self._space.set()
-            self._inflight = [future for _, future in chunk]
+            self._inflight = [p.future for p in chunk]
             try:
                 await self._send(chunk)
             finally:
@@ -141,48 +163,67 @@ class StreamOutput(StreamHandle[ModelT]):
             self._kick.clear()
             await self._kick.wait()
 
-    async def _send(self, chunk: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
-        records = [payload for payload, _ in chunk]
-        path = stream_path(self.rid, self.branch, "/publishRecords", high_scale=True)
+    async def _send(self, chunk: list[_Pending]) -> None:
+        """Publish `chunk` in one request; on a per-record rejection, each half again (recursion depth is
+        log2 of the batch size, and order is kept since the halves go one after the other)."""
         try:
-            await self.client.request_json("POST", path, service="stream_proxy", json={"records": records})
-        except BadRequestError as exc:
-            if exc.error_name != "RecordDoesNotMatchStreamSchema":
+            await self._publish_records([p.payload for p in chunk])
+        except FoundryError as exc:
+            if not rejects_the_record(exc):
                 _fail(chunk, exc)
-                return
-            await self._send_one_by_one(chunk)
+            elif len(chunk) == 1:
+                await self._reject(chunk[0], exc)
+            else:
+                middle = len(chunk) // 2
+                await self._send(chunk[:middle])
+                await self._send(chunk[middle:])
             return
         except Exception as exc:
             _fail(chunk, exc)
             return
         self.metrics.records += len(chunk)
         self.metrics.batches += 1
-        for _, future in chunk:
-            if not future.done():
-                future.set_result(None)
+        for pending in chunk:
+            if not pending.future.done():
+                pending.future.set_result(None)
 
-    async def _send_one_by_one(self, chunk: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
-        path = stream_path(self.rid, self.branch, "/publishRecord", high_scale=True)
-        for payload, future in chunk:
+    async def _publish_records(self, records: list[dict[str, Any]]) -> None:
+        """publishRecords into the view opened; after a reset of the stream, into its new view (logged once)."""
+        path = stream_path(self.rid, self.branch, "/publishRecords", high_scale=True)
+        for _ in range(3):  # a stream reset again and again between two requests is an error, not a loop
+            view = self.view_rid
+            body: dict[str, Any] = {"records": records, **({"viewRid": view} if view else {})}
             try:
-                await self.client.request_json("POST", path, service="stream_proxy", json={"record": payload})
-                self.metrics.records += 1
-            except BadRequestError as exc:
-                self.metrics.invalid += 1
-                if self.on_rejected is None:
-                    future.set_exception(
-                        RecordValidationError(self.alias, f"rejected by the stream schema: {exc}", payload)
-                    )
-                    continue
-                try:
-                    await self.on_rejected(payload, str(exc))
-                except Exception as dead_letter_exc:
-                    future.set_exception(dead_letter_exc)
-                    continue
-            except Exception as exc:
-                future.set_exception(exc)
-                continue
-            future.set_result(None)
+                await self.client.request_json("POST", path, service="stream_proxy", json=body)
+                return
+            except FoundryError as exc:
+                if not is_view_gone(exc):
+                    raise
+                await self.refresh_view()
+        await self.client.request_json("POST", path, service="stream_proxy", json={"records": records})
+
+    async def _reject(self, pending: _Pending, exc: FoundryError) -> None:
+        """One record the server refuses: to `on_rejected` (the dead letters), else its publish fails."""
+        self.metrics.invalid += 1
+        reason = f"rejected by stream {self.alias!r}: {exc.status} {exc.error_name}"
+        if self.on_rejected is None:
+            origin = pending.origin
+            pending.future.set_exception(
+                RecordValidationError(
+                    self.alias,
+                    f"{reason}; declare a DeadLetterOutput to keep such records and go on",
+                    pending.payload,
+                    partition=origin.partition if origin else None,
+                    offset=origin.offset if origin else None,
+                )
+            )
+            return
+        try:
+            await self.on_rejected(pending.payload, reason, pending.origin)
+        except Exception as dead_letter_exc:
+            pending.future.set_exception(dead_letter_exc)
+            return
+        pending.future.set_result(None)
 
     @property
     def pending(self) -> int:
@@ -190,7 +231,7 @@ class StreamOutput(StreamHandle[ModelT]):
 
     async def flush(self) -> None:
         """Send everything buffered now and wait until the server acknowledged it."""
-        futures = self._inflight + [f for _, f in self._buffer]
+        futures = self._inflight + [p.future for p in self._buffer]
         if self._buffer:
             self._urgent = True
             self._kick.set()
@@ -202,13 +243,18 @@ class StreamOutput(StreamHandle[ModelT]):
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._flusher
-        for _, future in self._buffer:
-            if not future.done():
-                future.set_exception(RuntimeError(f"output {self.alias!r} closed before the record was sent"))
+        for pending in self._buffer:
+            if not pending.future.done():
+                pending.future.set_exception(RuntimeError(f"output {self.alias!r} closed before the record was sent"))
         self._buffer = []
 
 
-def _fail(chunk: list[tuple[dict[str, Any], asyncio.Future[None]]], exc: BaseException) -> None:
-    for _, future in chunk:
-        if not future.done():
-            future.set_exception(exc)
+def _fail(chunk: list[_Pending], exc: BaseException) -> None:
+    for pending in chunk:
+        if not pending.future.done():
+            pending.future.set_exception(exc)
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()

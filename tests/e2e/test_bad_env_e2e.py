@@ -79,6 +79,7 @@ CASES = [
         {"CONNECTOR_READ_BATCH_SIZE": "lots"},
         expect=("CONNECTOR_READ_BATCH_SIZE", "'lots'", "fix it or unset it"),
     ),
+    Case("http-port-privileged", {"CONNECTOR_HTTP_PORT": "80"}, expect=("CONNECTOR_HTTP_PORT", "'80'")),
     Case("bad-log-level", {"CONNECTOR_LOG_LEVEL": "loud"}, expect=("CONNECTOR_LOG_LEVEL", "'loud'")),
     Case("spec-without-class", spec="nope", expect=("'nope'", "package.module:ClassName")),
     Case("spec-no-such-module", spec="no.such.module:X", expect=("'no.such.module'",)),

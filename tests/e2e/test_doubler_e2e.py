@@ -101,7 +101,9 @@ async def test_output_rejected_by_the_stream_schema_is_dead_lettered_and_the_res
 
         assert doubled_values(await foundry.records(narrow)) == [2 * i for i in range(51)]  # order kept
         value = letter["value"]
-        assert value["source"] == "doubled" and json.loads(value["raw"]) == {"twice_x": 2 * big}
+        # Named by the input position that produced it.
+        assert (value["source"], value["offset"]) == ("numbers", 50)
+        assert json.loads(value["raw"]) == {"twice_x": 2 * big}
         assert "RecordDoesNotMatchStreamSchema" in value["error"]
         assert connector.doubled.metrics.invalid == 1 and connector.doubled.metrics.records == 51
 

@@ -133,22 +133,22 @@ async def test_invalid_record_raises_in_the_caller_and_is_not_buffered(
         await out.close()
 
 
-async def test_schema_rejection_falls_back_to_one_by_one_and_reports_only_the_rejected(
+async def test_schema_rejection_splits_the_batch_and_reports_only_the_rejected(
     env: Environment, client: FoundryClient, mock: aioresponses
 ) -> None:
     sent = Publishes(mock, "doubled", reject=lambda r: r["twice_x"] == 4)
     out = await opened_output(env, client, mock, batch_size=10, linger_ms=10_000)
     rejected: list[tuple[dict[str, int], str]] = []
 
-    async def on_rejected(payload: dict[str, int], error: str) -> None:
+    async def on_rejected(payload: dict[str, int], error: str, origin: object) -> None:
         rejected.append((payload, error))
 
     out.on_rejected = on_rejected
     try:
         await out.publish_many(Doubled(twice_x=i) for i in range(6))
         await out.flush()  # does not raise: the rejected record went to on_rejected
-        assert sent.batches == []
-        assert sent.singles == [{"twice_x": i} for i in (0, 1, 2, 3, 5)]
+        assert [r for batch in sent.batches for r in batch] == [{"twice_x": i} for i in (0, 1, 2, 3, 5)]
+        assert len(sent.batches) < 5  # halves, not one request per record
         assert [p for p, _ in rejected] == [{"twice_x": 4}]
         assert "RecordDoesNotMatchStreamSchema" in rejected[0][1]
         assert out.metrics.invalid == 1 and out.metrics.records == 5
@@ -163,9 +163,9 @@ async def test_schema_rejection_without_dead_letters_fails_that_record_only(
     out = await opened_output(env, client, mock, batch_size=10, linger_ms=10_000)
     try:
         await out.publish_many(Doubled(twice_x=i) for i in range(3))
-        with pytest.raises(RecordValidationError, match="rejected by the stream schema"):
+        with pytest.raises(RecordValidationError, match="RecordDoesNotMatchStreamSchema"):
             await out.flush()
-        assert sent.singles == [{"twice_x": 0}, {"twice_x": 2}]
+        assert [r for batch in sent.batches for r in batch] == [{"twice_x": 0}, {"twice_x": 2}]
     finally:
         await out.close()
 
@@ -244,7 +244,7 @@ async def test_input_parses_read_records_then_reads_ahead_with_get_records(
     assert source.committed == source.cursor == {"0": 5, "1": 0}
 
     first = await source.read_batch(limit=3)
-    assert stream.calls[-1] == "readRecords" and stream.read_bodies[-1] == {"limit": 3}
+    assert stream.calls[-1] == "readRecords" and stream.read_bodies[-1] == {"limit": 3, "viewRid": "view.numbers"}
     assert [r.x for r in first.records] == [1, 2, 10]
     assert first.origins == [("0", 5), ("0", 6), ("1", 0)]
     assert first.positions == {"0": 6, "1": 0}
