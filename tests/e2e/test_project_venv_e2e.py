@@ -72,6 +72,18 @@ def test_the_examples_are_not_installed(project: Project) -> None:
     assert version.stdout.strip() == "connector 0.1.0"
 
 
+def test_the_installed_wheel_carries_the_templates_and_the_stack_file_loads(project: Project, tmp_path: Path) -> None:
+    _run(project.bin("connector"), "init", "second", "--dir", str(tmp_path), cwd=tmp_path)
+    assert (tmp_path / "second" / "second" / "connector.py").is_file()
+    loads = (
+        "from pathlib import Path; from fake_stream_proxy.stack import load_stack, _schema; "
+        "s = load_stack(Path('stack.yaml')); "
+        "print(sorted(n for n, spec in s.streams.items() if _schema(n, spec)))"
+    )
+    done = _run(project.bin("python"), "-c", loads, cwd=project.root)
+    assert done.stdout.strip() == "['dead_letters', 'readings', 'scaled']"
+
+
 def test_schema_prints_what_the_stack_file_declares(project: Project) -> None:
     done = _run(project.bin("connector"), "schema", "demo_sensor.connector:DemoSensor", cwd=project.root)
     schemas = json.loads(done.stdout)
@@ -100,3 +112,13 @@ async def test_connector_run_from_the_project_folder_against_the_fake(project: P
             code = await running.stop(timeout_s=60)
         assert code == 0, running.output()
         assert sorted(r["value"]["scaled"] for r in found) == [0.0, 10.0, 20.0, 30.0, 40.0]
+
+
+def test_the_docstring_example_passes_in_strict_mode_outside_any_project(project: Project, tmp_path: Path) -> None:
+    """No pytest configuration at all (pytest-asyncio's strict mode): the plugin's `foundry` fixture and the
+    example's own `@pytest.mark.asyncio` are all it takes."""
+    from .test_testing_kit_e2e import docstring_example
+
+    (tmp_path / "test_example.py").write_text(docstring_example())
+    done = _run(project.bin("pytest"), "-q", "-p", "no:cacheprovider", "test_example.py", cwd=tmp_path)
+    assert "1 passed" in done.stdout, done.stdout

@@ -21,7 +21,7 @@ from framework.testing import FakeFoundry, bind_handle
 pytestmark = pytest.mark.timeout(90)
 
 
-def _docstring_example() -> str:
+def docstring_example() -> str:
     doc = framework.testing.__doc__ or ""
     match = re.search(r"A complete test:\n\n(.*?)\n\nOutside pytest", doc, re.S)
     assert match, "framework.testing's docstring lost its example"
@@ -30,7 +30,7 @@ def _docstring_example() -> str:
 
 async def test_the_module_docstring_example_runs(foundry: FakeFoundry) -> None:
     namespace: dict[str, Any] = {}
-    exec(compile(_docstring_example(), framework.testing.__file__, "exec"), namespace)
+    exec(compile(docstring_example(), framework.testing.__file__, "exec"), namespace)
     await namespace["test_shouter"](foundry)
 
 
