@@ -1,6 +1,7 @@
 # A pipeline-mode compute module image: linux/amd64, numeric non-root USER,
 # a pinned base (never `latest`), /bin/sh present (Foundry captures stdout logs through it).
-# Build: docker build --platform linux/amd64 -t my-connector:0.1.0 .
+# This one is the doubler example's; `connector init` writes one for your own project (README: Deploy).
+# Build: docker build --platform linux/amd64 -t doubler:0.1.0 .
 FROM --platform=linux/amd64 python:3.11.11-slim-bookworm
 
 ENV PYTHONUNBUFFERED=1 \
@@ -12,6 +13,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY framework ./framework
 COPY fake_stream_proxy ./fake_stream_proxy
+# The examples are not part of the distribution: they run from /app, the working directory (on sys.path).
 COPY connectors ./connectors
 RUN pip install . && useradd --uid 5000 --no-create-home --shell /bin/sh connector
 

@@ -18,6 +18,7 @@ from ._connector import Connector, _current_batch
 from ._errors import ConfigError, FoundryError, RecordValidationError
 from ._handles import AckTracker, Handle, Origin, origin_of, reset_origin, set_origin
 from ._responses import CONNECTION_FAULTS
+from ._schemas import check_schema, check_summary
 from ._state.checkpoint import restore_state
 from ._streams.dead_letters import DeadLetterOutput
 from ._streams.input import InputBatch, InvalidRecord, StreamInput
@@ -107,7 +108,10 @@ class Driver:
                 failures.append(exc)
                 self.log.error("check failed", alias=handle.alias, rid=handle.rid, error=str(exc))
             else:
-                self.log.info("check ok", alias=handle.alias, kind=handle.kind, rid=handle.rid, branch=handle.branch)
+                if not await check_schema(handle, self.log, failures):
+                    self.log.info("check ok", alias=handle.alias, kind=handle.kind, rid=handle.rid,
+                                  branch=handle.branch)  # fmt: skip
+        check_summary(self.log, len(self.handles), len(failures))
         if failures:
             raise failures[0]
 

@@ -21,6 +21,7 @@ from ._connector import Connector, connector_name
 from ._driver import Driver
 from ._env.environment import Environment, load_environment
 from ._env.settings import RuntimeSettings
+from ._env.settings_doc import unknown_variables
 from ._errors import ConfigError, FoundryError
 from ._functions import FunctionEnvironment, FunctionModule, is_function_mode, serve_function_module
 from ._handles import declared_handles
@@ -188,6 +189,8 @@ def main_run(spec_or_cls: str | Runnable, *, check: bool = False, environ: Mappi
     environ = os.environ if environ is None else environ
     runtime, runtime_error = RuntimeSettings.load_or_defaults(environ)  # CONNECTOR_* are parsed here only
     log = _setup_logging(runtime)
+    for warning in unknown_variables(environ):
+        log.warning("unknown setting", warning=warning)
     try:
         cls = load_connector_class(spec_or_cls) if isinstance(spec_or_cls, str) else spec_or_cls
         bind_context(connector=cls.name or cls.__name__)  # every line names it: SLS shows it as a tag

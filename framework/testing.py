@@ -1,16 +1,49 @@
 """Test a connector against a real local fake Foundry, in your own test suite.
 
-    async with FakeFoundry(tmp_path) as foundry:
-        numbers = await foundry.create_stream("numbers", Number, partitions=3)
-        doubled = await foundry.create_stream("doubled", Doubled)
-        job = await foundry.job(inputs={"numbers": numbers}, outputs={"doubled": doubled})
-        await foundry.publish(numbers, [{"x": i} for i in range(10)])
-        async with job.running(Doubler) as connector:
-            await foundry.wait_for_records(doubled, 10)
-        assert sorted(r["twice_x"] for r in await foundry.records(doubled)) == [...]
+With `pip install 'foundry-connectors[testing]'`, pytest gets the `foundry` fixture (an in-process
+`FakeFoundry` in the test's `tmp_path`, from the `framework.pytest_plugin` this distribution registers).
+In pytest-asyncio's default strict mode mark async tests `@pytest.mark.asyncio`, or set
+`asyncio_mode = "auto"` as `connector init` does. A complete test:
 
-The fake runs inside the test's event loop on 127.0.0.1 (real sockets) and keeps its state in the given
-folder; `job.environ` is the environment a container would get, usable for a subprocess as well.
+    import pytest
+    from pydantic import BaseModel
+
+    from framework import Connector, StreamInput, StreamOutput
+    from framework.testing import FakeFoundry
+
+
+    class Word(BaseModel):
+        text: str
+        lang: str = "en"
+
+
+    class Shouter(Connector):  # the same model in and out; an empty word publishes nothing
+        words = StreamInput[Word]("words")
+        shouted = StreamOutput[Word]("shouted")
+
+        async def transform(self, record: Word) -> Word | None:
+            return record.model_copy(update={"text": record.text.upper()}) if record.text else None
+
+
+    @pytest.mark.asyncio
+    async def test_shouter(foundry: FakeFoundry) -> None:
+        words = await foundry.create_stream("words", Word, partitions=2)
+        shouted = await foundry.create_stream("shouted", Word)
+        job = await foundry.job(inputs={"words": words}, outputs={"shouted": shouted})
+        await foundry.publish(words, [{"text": t} for t in ("a", "", "bb", "ccc")])
+
+        async def all_committed() -> bool:  # a predicate may be sync or async
+            return sum((await job.committed_offsets("words")).values()) == 4
+
+        async with job.running(Shouter):
+            out = await foundry.wait_for_records(shouted, 3)  # fails at once if Shouter dies
+            await foundry.wait_until(all_committed, timeout_s=20)
+        assert sorted(r["value"]["text"] for r in out) == ["A", "BB", "CCC"]
+
+Outside pytest, `async with FakeFoundry(tmp_path) as foundry:` does the same. The fake runs inside the test's
+event loop on 127.0.0.1 (real sockets) and keeps its state in the given folder; `job.environ` is the
+environment a container would get, usable for a subprocess as well. Read back with `foundry.records(rid)`,
+`foundry.read_dataset(rid)` (Arrow) or `foundry.dataset_rows(rid)`, and `foundry.read_media(rid, path)`.
 
 What each helper does not do is said in its docstring: the fake is not Foundry (one process, SQLite, no
 real auth service), so timing, quotas and performance seen here say little about production.
@@ -23,7 +56,6 @@ import json
 import re
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -48,8 +80,9 @@ from ._function_testing import Contour, ContourResult, Runtime
 from ._handles import Binding, Handle
 from ._http import FoundryClient
 from ._state.event_time import advance_watermark, partitions_of, publish_at
-from ._streams.api import stream_path
+from ._streams.input import StreamInput
 from ._streams.schema import stream_schema
+from ._testing_reads import FoundryReads
 
 __all__ = [
     "Contour",
@@ -106,6 +139,9 @@ class Job:
     token: str
     alias_map: dict[str, Any]
     environ: dict[str, str]
+    #: The connector `running` started last, and its task (done once it stopped or failed).
+    connector: Connector | None = None
+    task: asyncio.Task[None] | None = None
 
     @asynccontextmanager
     async def running(
@@ -113,14 +149,17 @@ class Job:
     ) -> AsyncIterator[C]:
         """Run `cls` in this event loop for the body of the `with`; then stop it gracefully.
 
-        Leaving the block stops the connector (flush, commit) and re-raises anything it failed with.
+        Leaving the block stops the connector (flush, commit) and re-raises anything it failed with; while it
+        runs, `job.task` is its task and every wait of `job.foundry` fails at once with its exception if it dies.
         Limits: no signal handlers, no progress line and no exit codes (that is `connector run`; run it as a
         process with `job.environ` to test those), and the fake shares the test's event loop and CPU.
         """
         env = load_environment({**self.environ, **(extra_env or {})})
         async with FoundryClient(env) as client:
             connector = cls(env, client)
-            task = asyncio.create_task(Driver(connector).serve())
+            task = asyncio.create_task(Driver(connector).serve(), name=f"connector {cls.__name__}")
+            self.connector, self.task = connector, task
+            self.foundry.watch(task)
             try:
                 yield connector
             finally:
@@ -130,9 +169,26 @@ class Job:
     async def provenance(self) -> dict[str, Any]:
         return await self.foundry.provenance(self.rid)
 
+    async def committed_offsets(self, alias: str) -> dict[str, int]:
+        """`{partition: next offset}` committed for the stream input `alias` by the connector `running` started
+        last: what a restart resumes from. Empty before its subscriber exists (the connector has not opened it).
+        """
+        if self.connector is None:
+            raise AssertionError("no connector has run in this job yet: use `async with job.running(Cls)`")
+        handle = next((h for h in Driver(self.connector).inputs if h.alias == alias), None)
+        if not isinstance(handle, StreamInput):
+            raise AssertionError(f"{type(self.connector).__name__} declares no stream input {alias!r}")
+        status, body = await self.foundry.request(
+            "GET",
+            self.foundry.stream_path(handle.rid, f"/subscribers/{quote(handle.subscriber_id, safe='')}/getReadPosition",
+                                     branch=handle.branch),
+            params=_PREVIEW,
+        )  # fmt: skip
+        return {str(p): int(o) for p, o in body.items()} if status == 200 and body else {}
 
-class FakeFoundry:
-    """A fake Foundry for tests, with admin helpers: create resources and jobs, publish, read back."""
+
+class FakeFoundry(FoundryReads):
+    """A fake Foundry for tests, with admin helpers: create resources and jobs, publish, read back, wait."""
 
     def __init__(
         self,
@@ -164,6 +220,7 @@ class FakeFoundry:
         self._session = session  # no default headers: every call says who it is
         self._owns_session = session is None
         self._jobs = 0
+        self._watched: list[asyncio.Task[Any]] = []
 
     @property
     def url(self) -> str:
@@ -278,71 +335,6 @@ class FakeFoundry:
             "CONNECTOR_PUBLISH_LINGER_MS": "5",
         }
         return Job(self, created["jobRid"], created["token"], created["resourceAliasMap"], environ)
-
-    @staticmethod
-    def stream_path(rid: str, suffix: str = "", *, branch: str = "master") -> str:
-        """The fake's path of a high-scale stream endpoint: the framework's own builder, under `/api`."""
-        return "/api" + stream_path(rid, branch, suffix, high_scale=True)
-
-    async def end_offsets(self, rid: str, *, branch: str = "master") -> dict[str, int]:
-        """`{partition: next offset}` of a stream, as the admin (what its writers have written)."""
-        body = await self.call("GET", self.stream_path(rid, "/getEndOffsets", branch=branch), params=_PREVIEW)
-        return {str(p): int(o) for p, o in body.items()}
-
-    async def read_position(self, rid: str, subscriber_id: str, *, branch: str = "master") -> dict[str, int]:
-        """A subscriber's committed read position (what a restarted connector resumes from).
-
-        Raises AssertionError while the subscriber does not exist (before the connector opened its input).
-        """
-        suffix = f"/subscribers/{quote(subscriber_id, safe='')}/getReadPosition"
-        body = await self.call("GET", self.stream_path(rid, suffix, branch=branch), params=_PREVIEW)
-        return {str(p): int(o) for p, o in body.items()}
-
-    async def publish(self, rid: str, records: list[dict[str, Any]], *, branch: str = "master") -> None:
-        """Publish as the admin (records are not validated by any model here: test bad input freely).
-
-        Limits: sent in requests of 1000 records, not through a stream output, so no batching or linger.
-        """
-        for start in range(0, len(records), 1000):
-            await self.call(
-                "POST",
-                self.stream_path(rid, "/publishRecords", branch=branch),
-                json={"records": records[start : start + 1000]},
-            )
-
-    async def records(self, rid: str, *, branch: str = "master") -> list[dict[str, Any]]:
-        """Every record of every partition, as `{"partition", "offset", "value"}`, in partition order."""
-        ends = await self.end_offsets(rid, branch=branch)
-        found: list[dict[str, Any]] = []
-        for partition in sorted(ends, key=int):
-            offset = 0
-            while offset < int(ends[partition]):
-                page = await self.call(
-                    "GET",
-                    self.stream_path(rid, "/getRecords", branch=branch),
-                    params={"partitionId": partition, "startOffset": offset, "limit": 1000, "preview": "true"},
-                )
-                if not page:
-                    break
-                found += [{"partition": partition, "offset": int(r["offset"]), "value": r["value"]} for r in page]
-                offset = int(page[-1]["offset"]) + 1
-        return found
-
-    async def wait_for_records(
-        self, rid: str, count: int, *, branch: str = "master", timeout_s: float = 20
-    ) -> list[dict[str, Any]]:
-        """Poll until the stream holds at least `count` records; fail with what it has after `timeout_s`.
-
-        Limits: polls every 50 ms and re-reads the whole stream each time, so keep streams test-sized.
-        """
-        deadline = time.monotonic() + timeout_s
-        while True:
-            found = await self.records(rid, branch=branch)
-            if len(found) >= count:
-                return found
-            if time.monotonic() > deadline:
-                raise AssertionError(f"stream {rid} has {len(found)} records after {timeout_s}s, expected {count}")
-            await asyncio.sleep(0.05)
 
     async def runtime(
         self,

@@ -148,7 +148,7 @@ async def test_check_passes_on_a_good_job_and_names_the_unreachable_alias(tmp_pa
         }
         assert codes[1] != 0, bad.output()
         errors = [line for line in bad.output().splitlines() if '"level": "error"' in line]
-        assert len(errors) == 1, bad.output()
+        assert len(errors) == 2 and json.loads(errors[1])["event"] == "check failed: 1 of 3", bad.output()
         error = json.loads(errors[0])
         assert error["alias"] == "doubled" and error["rid"] == other
         assert "StreamNotFound" in error["error"]  # Foundry does not reveal a stream the token may not see
