@@ -220,6 +220,7 @@ async def _child(spec: str, environ: dict[str, str], progress: Progress) -> asyn
 
 
 async def _stop(process: asyncio.subprocess.Process, timeout_s: float = 30) -> int:
+    """SIGTERM the connector and wait; dying of that SIGTERM (still starting up, no handler yet) is a clean stop."""
     if process.returncode is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -227,7 +228,8 @@ async def _stop(process: asyncio.subprocess.Process, timeout_s: float = 30) -> i
         except TimeoutError:
             process.kill()
             await process.wait()
-    return int(process.returncode or 0)
+    code = int(process.returncode or 0)
+    return 0 if code == -signal.SIGTERM else code
 
 
 async def run_dev(
