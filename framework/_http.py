@@ -23,7 +23,7 @@ from ._env.settings import RuntimeSettings
 from ._errors import FoundryError, MalformedResponseError, RetryableError
 from ._logging import get_logger, register_secret
 from ._outage import Outage
-from ._responses import CONNECTION_FAULTS, decode_json, dumps, error_of, read_body
+from ._responses import CONNECTION_FAULTS, decode_json, decode_json_with, dumps, error_of, read_body
 
 Service = Literal["api", "stream_proxy"]
 ParamValue = str | int | float | bool | Sequence[str] | None
@@ -168,6 +168,13 @@ class FoundryClient:
     async def request_json(self, method: str, path: str, **options: Unpack[RequestOptions]) -> Any:
         """Parsed JSON; None for 204 or an empty body; the raw bytes when the body is not JSON."""
         return await self._request(method, path, decode_json, options)
+
+    async def request_parsed(
+        self, method: str, path: str, fast: Callable[[bytes], Any], **options: Unpack[RequestOptions]
+    ) -> Any:
+        """`request_json`, with a JSON body read by `fast` first; what `fast` refuses (a ValueError) is read as
+        `request_json` reads it (see `decode_json_with`)."""
+        return await self._request(method, path, decode_json_with(fast), options)
 
     async def request_bytes(self, method: str, path: str, **options: Unpack[RequestOptions]) -> bytes:
         """The raw body, whatever its content type."""

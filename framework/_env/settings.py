@@ -67,9 +67,9 @@ class RuntimeSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CONNECTOR_", extra="ignore", env_ignore_empty=True)
 
-    publish_batch_size: int = Field(500, ge=1, le=100_000)
+    publish_batch_size: int = Field(1000, ge=1, le=100_000)
     publish_linger_ms: float = Field(5, ge=0)
-    read_batch_size: int = Field(500, ge=1, le=1000)
+    read_batch_size: int = Field(1000, ge=1, le=1000)
     max_in_flight_batches: int = Field(4, ge=1)
     read_mode: Literal["subscriber", "earliest", "latest"] = "subscriber"
     subscriber_id: str | None = Field(None, min_length=1)

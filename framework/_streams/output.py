@@ -13,7 +13,10 @@ from pydantic import ValidationError
 
 from .._errors import BadRequestError, FoundryError, RecordValidationError, RequestTooLargeError, validation_message
 from .._handles import ModelT, Origin, as_model, current_origin, list_adapter, track
+from .._responses import dumps_bytes
 from .api import StreamHandle, StreamInfo, get_stream, is_view_gone, stream_path
+
+_JSON = {"Content-Type": "application/json"}
 
 #: Called with a record the server rejected, why, and the input position that produced it (when known).
 Rejected = Callable[[dict[str, Any], str, Origin | None], Awaitable[None]]
@@ -233,13 +236,19 @@ class StreamOutput(StreamHandle[ModelT]):
             view = self.view_rid
             body: dict[str, Any] = {"records": records, **({"viewRid": view} if view else {})}
             try:
-                await self.client.request_json("POST", path, service="stream_proxy", json=body)
+                await self._post_json(path, body)
                 return
             except FoundryError as exc:
                 if not is_view_gone(exc):
                     raise
                 await self.refresh_view()
-        await self.client.request_json("POST", path, service="stream_proxy", json={"records": records})
+        await self._post_json(path, {"records": records})
+
+    async def _post_json(self, path: str, body: dict[str, Any]) -> None:
+        """The body serialised once, to bytes (in Rust), and sent as they are: aiohttp's `json=` would make a
+        str of it and encode that again."""
+        data = dumps_bytes(body)
+        await self.client.request_json("POST", path, service="stream_proxy", data=data, headers=_JSON)
 
     async def _reject(self, pending: _Pending, exc: FoundryError) -> None:
         """One record the server refuses: to `on_rejected` (the dead letters), else its publish fails."""

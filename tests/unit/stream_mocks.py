@@ -81,6 +81,14 @@ def mock_stream(mock: aioresponses, alias: str, partitions: int = 1) -> None:
     mock.get(stream_url(alias), payload=body, repeat=True)
 
 
+def body_of(kwargs: dict[str, Any]) -> Any:
+    """A request's JSON body, whether sent as `json=` or as raw JSON bytes (`data=`, how records are published)."""
+    if kwargs.get("json") is not None:
+        return kwargs["json"]
+    data = kwargs.get("data")
+    return json.loads(data) if data else None
+
+
 def params_of(kwargs: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in (kwargs.get("params") or [])}
 
@@ -121,7 +129,7 @@ class Publishes:
         await self.gate.wait()
         if self._fail_status is not None:
             return CallbackResult(status=self._fail_status, payload=envelope(self._fail_status, self._fail_name))
-        records: list[dict[str, Any]] = kwargs["json"]["records"]
+        records: list[dict[str, Any]] = body_of(kwargs)["records"]
         if self._reject is not None and any(self._reject(r) for r in records):
             return CallbackResult(status=400, payload=envelope(400, "RecordDoesNotMatchStreamSchema"))
         self.batches.append(records)

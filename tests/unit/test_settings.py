@@ -280,12 +280,12 @@ def test_runtime_defaults_and_overrides() -> None:
         {"CONNECTOR_READ_BATCH_SIZE": "1000", "CONNECTOR_READ_MODE": "earliest", "CONNECTOR_LOG_LEVEL": "warn"}
     )
     assert rt.read_batch_size == 1000 and rt.read_mode == "earliest" and rt.log_level == "WARNING"
-    assert rt.publish_batch_size == 500 and rt.subscriber_id is None and rt.retry_max_attempts is None
+    assert rt.publish_batch_size == 1000 and rt.subscriber_id is None and rt.retry_max_attempts is None
 
 
 def test_runtime_ignores_os_environ_when_mapping_given(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONNECTOR_READ_BATCH_SIZE", "7")
-    assert RuntimeSettings.load({}).read_batch_size == 500
+    assert RuntimeSettings.load({}).read_batch_size == 1000
     assert RuntimeSettings.load().read_batch_size == 7
 
 
