@@ -39,6 +39,7 @@ async def sensor_job(foundry: FakeFoundry, suffix: str) -> tuple[str, dict[str, 
         "state": await foundry.create_stream(f"state{suffix}", ChangelogEntry),
         "dead_letters": await foundry.create_stream(f"dead_letters{suffix}", DeadLetter),
         "minutes_table": await foundry.create_dataset(f"minutes_table{suffix}"),
+        "state_snapshots": await foundry.create_dataset(f"state_snapshots{suffix}"),
     }
     return readings, outputs, await foundry.job(inputs={"readings": readings}, outputs=outputs)
 
