@@ -91,6 +91,7 @@ class Windowed(StateHandle, Generic[R, A, O]):
         self._effects: dict[str, dict[int, str]] = {}  # slot -> offset -> what add returned (JSON), until committed
         self.late = 0
         self.closed = 0
+        self.merged = 0  # sessions merged into another by a record between them
         self._adds = 0
 
     # Introspection.
@@ -218,6 +219,7 @@ class Windowed(StateHandle, Generic[R, A, O]):
         changes: Changes = []
         start, last = min([time_ms, *hits]), max([time_ms, *(self._lasts[(key, s)] for s in hits)])
         acc: A | None = None
+        self.merged += max(0, len(hits) - 1)
         for s in hits:
             merged = self._windows.pop((key, s))
             acc = merged if acc is None else self.aggregate.merge(acc, merged)
