@@ -272,3 +272,27 @@ async def test_a_snapshot_and_a_replay_over_it_give_the_state_of_the_whole_chang
     assert dict(keyed.items()) == dict(totals.items()) and "k0" not in keyed
     with origin_of(Origin("payments", "0", 38)):
         assert keyed.applied("k0") and not keyed.applied("new")
+
+
+async def test_the_changelog_client_refuses_every_publish_after_a_failed_one() -> None:
+    from framework._state.checkpoint import _StopAfterFailure
+
+    calls: list[str] = []
+
+    class Client:
+        base = "kept"
+
+        async def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
+            calls.append(path)
+            if len(calls) == 2:
+                raise ConfigError("publish failed")
+            return {}
+
+    guard = _StopAfterFailure(Client())  # type: ignore[arg-type]
+    await guard.request_json("POST", "/s/publishRecords")
+    with pytest.raises(ConfigError, match="publish failed"):
+        await guard.request_json("POST", "/s/publishRecords")
+    with pytest.raises(ConfigError, match="publish failed"):  # refused without being sent: no gap in the changelog
+        await guard.request_json("POST", "/s/publishRecords")
+    assert await guard.request_json("GET", "/s/getEndOffsets") == {} and guard.base == "kept"
+    assert calls == ["/s/publishRecords", "/s/publishRecords", "/s/getEndOffsets"]
