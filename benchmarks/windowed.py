@@ -7,7 +7,9 @@
 2. Restore: M changelog entries shaped like the connector's (a window per entry, 20 sensors, 3 partitions)
    (a minute's windows deleted every 40 entries) published straight to the connector's changelog stream,
    then the connector started: the `seconds` of its `state restored` log line, per million entries (scaled
-   linearly from M).
+   linearly from M). Then with a snapshot: the state written to the `state_snapshots` dataset as covering all
+   but the last 10% of the changelog (what `snapshot_every` = M / 10 leaves at most), and the connector started
+   again: it loads the snapshot and replays only that tail.
 Run: `python -m benchmarks.windowed [N] [M]`.
 """
 
@@ -19,12 +21,14 @@ import os
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from benchmarks._common import table
 from benchmarks.stream_throughput import _run_framework as run_doubler
-from connectors.sensor_minutes import MinuteStats, Reading, SensorMinute
-from framework import ChangelogEntry, DeadLetter, FoundryClient, StreamInput, load_environment
+from connectors.sensor_minutes import MinuteStats, Reading, SensorMinute, Stats
+from framework import ChangelogEntry, DeadLetter, FoundryClient, StreamInput, Tumbling, Windowed, load_environment
 from framework.testing import FakeFoundry, Job, advance_watermark, bind_handle, fake_process
 
 T0 = 1_714_521_600.0
@@ -39,6 +43,7 @@ async def sensor_job(foundry: FakeFoundry, suffix: str) -> tuple[str, dict[str, 
         "state": await foundry.create_stream(f"state{suffix}", ChangelogEntry),
         "dead_letters": await foundry.create_stream(f"dead_letters{suffix}", DeadLetter),
         "minutes_table": await foundry.create_dataset(f"minutes_table{suffix}"),
+        "state_snapshots": await foundry.create_dataset(f"state_snapshots{suffix}"),
     }
     return readings, outputs, await foundry.job(inputs={"readings": readings}, outputs=outputs)
 
@@ -69,8 +74,9 @@ async def run_windowed(foundry: FakeFoundry, count: int) -> float:
             await process.wait()
 
 
-async def restore_seconds(foundry: FakeFoundry, entries: int) -> float:
-    """The `seconds` of the connector's own `state restored` log line, over a changelog of `entries`."""
+async def restore_seconds(foundry: FakeFoundry, entries: int) -> tuple[float, float, int]:
+    """The `seconds` of the connector's own `state restored` log line over a changelog of `entries`: without a
+    snapshot, then with one covering all but the last 10% (and how many entries that restore replayed)."""
     _, outputs, job = await sensor_job(foundry, "-restore")
     acc = MinuteStats(count=7, total=350.0, low=1.0, high=99.0).model_dump_json()
     batch: list[dict[str, object]] = []
@@ -84,6 +90,35 @@ async def restore_seconds(foundry: FakeFoundry, entries: int) -> float:
         if len(batch) == 10_000 or i == entries - 1:
             await foundry.publish(outputs["state"], batch)
             batch = []
+    full = await restored_in_process(job)
+    assert full["entries"] == entries and full["snapshot"] is False, full
+    tail = entries // 10
+    await write_snapshot(job, entries - tail)
+    with_snapshot = await restored_in_process(job)
+    assert with_snapshot["entries"] == tail and with_snapshot["snapshot"] is True, with_snapshot
+    return float(full["seconds"]), float(with_snapshot["seconds"]), tail
+
+
+async def write_snapshot(job: Job, offset: int) -> None:
+    """The windows restored from the whole changelog, written as a snapshot covering the entries below `offset`
+    (it covers them all; replaying the rest again changes nothing)."""
+    env = load_environment(job.environ)
+    async with FoundryClient(env) as client:
+        window = Tumbling(timedelta(minutes=1))
+        windows = bind_handle(
+            Windowed("state", window=window, aggregate=Stats(), key="sensor", time="ts", snapshots="state_snapshots"),
+            env,
+            client,
+        )
+        await windows.restore({}, None)
+        snapshots = windows.snapshots
+        assert snapshots is not None
+        await snapshots._write(offset, [snapshots._meta(offset), *windows.snapshot_rows()], time.monotonic())
+        assert snapshots.written == 1
+
+
+async def restored_in_process(job: Job) -> dict[str, Any]:
+    """Start the connector and return its `state restored` log line."""
     env = {**os.environ, **job.environ, "CONNECTOR_LOG_FORMAT": "json", "CONNECTOR_LOG_LEVEL": "INFO"}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "framework.cli", "run", SPEC, env=env, stdout=asyncio.subprocess.PIPE
@@ -96,8 +131,7 @@ async def restore_seconds(foundry: FakeFoundry, entries: int) -> float:
                 break
             event = json.loads(line) if line.startswith(b"{") else {}
             if event.get("event") == "state restored":
-                assert event["entries"] == entries, event
-                return float(event["seconds"])
+                return dict(event)
         raise RuntimeError("the connector exited without restoring its state")
     finally:
         process.terminate()
@@ -109,8 +143,9 @@ async def main(count: int, entries: int) -> None:
         async with fake_process(Path(tmp)) as foundry:
             doubler = await run_doubler(foundry, count)
             windowed = await run_windowed(foundry, count)
-            restore = await restore_seconds(foundry, entries)
+            restore, restore_snapshot, tail = await restore_seconds(foundry, entries)
     per_million = restore * 1_000_000 / entries
+    snapshot_per_million = restore_snapshot * 1_000_000 / entries
     rows = [
         ("connector", "records", "seconds", "records/s", "ratio"),
         ("stateless doubler", str(count), f"{doubler:.2f}", f"{count / doubler:,.0f}", "1.00x"),
@@ -118,8 +153,13 @@ async def main(count: int, entries: int) -> None:
     ]
     print(table(rows))
     print(f"restore: {entries:,} changelog entries in {restore:.2f} s = {per_million:.1f} s per million (scaled)")
+    print(
+        f"restore with a snapshot covering all but {tail:,} entries: {restore_snapshot:.2f} s "
+        f"= {snapshot_per_million:.1f} s per million changelog entries (bounded by snapshot_every, not the changelog)"
+    )
     result = {"doubler_rps": count / doubler, "windowed_rps": count / windowed, "slowdown": windowed / doubler}
-    print(json.dumps({**result, "restore_s_per_million": per_million}))
+    restores = {"restore_s_per_million": per_million, "restore_with_snapshot_s_per_million": snapshot_per_million}
+    print(json.dumps({**result, **restores}))
 
 
 if __name__ == "__main__":

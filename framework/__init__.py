@@ -34,7 +34,7 @@ from ._sls import mark_safe, safe
 from ._state.checkpoint import ChangelogEntry, StateLimitError
 from ._state.keyed import KeyedState
 from ._state.windowed import Windowed
-from ._state.windows import Aggregate, Hopping, Reduce, Sliding, Tumbling, WindowResult
+from ._state.windows import Aggregate, Hopping, Reduce, Session, Sliding, Tumbling, WindowResult
 from ._streams.dead_letters import DeadLetter, DeadLetterOutput
 from ._streams.input import InputBatch, StreamInput
 from ._streams.output import StreamOutput
@@ -79,6 +79,7 @@ __all__ = [
     "RetryPolicy",
     "RetryableError",
     "RuntimeSettings",
+    "Session",
     "Sliding",
     "SourceConfiguration",
     "SourceCredentials",

@@ -13,20 +13,24 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from pydantic import BaseModel
 
+from .._datasets.handles import DatasetOutput
 from .._errors import ConfigError, ConnectorError
-from .._handles import Handle, current_origin
-from .._streams.api import get_stream, stream_path
+from .._handles import Binding, Handle, current_origin
+from .._streams.api import get_stream, is_view_gone, stream_path
 from .._streams.output import StreamOutput
+from .snapshot import SCHEMA, Row, Snapshots, every_of
 
 if TYPE_CHECKING:
+    from .._http import FoundryClient
     from .._streams.dead_letters import DeadLetterOutput
     from .._streams.input import StreamInput
-    from .._streams.output import _Pending
 
 #: getRecords pages while restoring; the server may cap it lower (the fake and Foundry: 1000).
 RESTORE_PAGE = 1000
@@ -58,25 +62,29 @@ class ChangelogEntry(BaseModel):
     late: bool = False
 
 
-class _ChangelogOutput(StreamOutput[ChangelogEntry]):
-    """A stream output that stops publishing after a failed request: a changelog must stay a prefix of what
-    was processed, or a restore would skip the records of a lost request after a later one was kept."""
+class _StopAfterFailure:
+    """The changelog's client: after one failed publishRecords request, every later one fails with the same
+    error without being sent. A changelog must stay a prefix of what was processed, or a restore would skip
+    the records of a lost request after a later one was kept. It wraps the client's public `request_json`
+    (composition: the stream output's internals are not touched); everything else is the client's own."""
 
-    def _on_bind(self) -> None:
-        super()._on_bind()
+    def __init__(self, client: FoundryClient) -> None:
+        self._client = client
         self.broken: BaseException | None = None
 
-    async def _send(self, chunk: list[_Pending]) -> None:
-        if self.broken is not None:
-            for pending in chunk:
-                pending.ticket.fail(self.broken)
-            return
-        await super()._send(chunk)
-        for pending in chunk:
-            future = pending.ticket.future
-            if future.done() and not future.cancelled() and future.exception():
-                self.broken = future.exception()
-                return
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    async def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
+        publishing = path.endswith("/publishRecords")
+        if publishing and self.broken is not None:
+            raise self.broken
+        try:
+            return await self._client.request_json(method, path, **kwargs)
+        except Exception as exc:
+            if publishing and not is_view_gone(exc):  # a reset stream is re-published into its new view
+                self.broken = exc
+            raise
 
 
 Position = tuple[str, str, int]  # (source alias, partition, offset)
@@ -86,29 +94,66 @@ class StateHandle(Handle):
     """The base of the state handles: binds a changelog output, restores it at start-up, publishes changes.
 
     Lifecycle (driven by the connector's driver): `open` (with the outputs: the changelog stream is opened)
-    -> `restore` (after every input is open, before `setup()`: the changelog is read back, logged with the
-    entries replayed and the time taken) -> the transform's calls -> `flush` -> `close`.
+    -> `restore` (after every input is open, before `setup()`: the latest snapshot, when `snapshots` names a
+    dataset, then the changelog after it, logged with the entries replayed and the time taken) -> the
+    transform's calls (each change may start a snapshot, see `framework._state.snapshot`) -> `flush` -> `close`.
     Not thread-safe; one connector instance, one event loop.
     """
 
     direction: ClassVar[Literal["input", "output"]] = "output"
     kind: ClassVar[Literal["stream", "dataset", "media_set"]] = "stream"
 
-    def __init__(self, alias: str, *, max_keys: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        alias: str,
+        *,
+        max_keys: int = 1_000_000,
+        snapshots: str | None = None,
+        snapshot_every: int | timedelta = 100_000,
+    ) -> None:
         super().__init__(alias)
         if max_keys < 1:
             raise ConfigError(f"{type(self).__name__}({alias!r}): max_keys must be at least 1, got {max_keys}")
+        if snapshots is not None and (not isinstance(snapshots, str) or not snapshots or snapshots == alias):
+            raise ConfigError(f"{type(self).__name__}({alias!r}): snapshots must be a dataset alias of its own")
+        every_of(alias, snapshot_every)
         self.max_keys = max_keys
+        self.snapshot_alias, self.snapshot_every = snapshots, snapshot_every
 
     def _on_bind(self) -> None:
-        self.changelog = _ChangelogOutput(self.alias, model=ChangelogEntry).bind(self.binding)
+        binding = self.binding
+        self._guard = _StopAfterFailure(binding.client)
+        guarded = Binding(
+            binding.alias, binding.ref, cast("FoundryClient", self._guard), binding.runtime, binding.log,
+            binding.connector_name, binding.metrics,
+        )  # fmt: skip
+        self.changelog = StreamOutput(self.alias, model=ChangelogEntry).bind(guarded)
+        self.snapshots: Snapshots | None = None
+        if self.snapshot_alias is not None:
+            alias = self.snapshot_alias
+            ref = binding.client.env.ref(alias)
+            output = DatasetOutput(alias, schema=SCHEMA, mode="snapshot").bind(
+                Binding(
+                    alias, ref, binding.client, binding.runtime, binding.log.bind(alias=alias), binding.connector_name
+                )
+            )
+            self.snapshots = Snapshots(self, output, self.snapshot_every)
         self.inputs: dict[str, StreamInput[Any]] = {}
         self.dead_letters: DeadLetterOutput | None = None
-        self.restored = 0  # changelog entries replayed at start-up
+        self.restored = 0  # changelog entries replayed at start-up (after the snapshot, when there is one)
+        self.restored_from: int | None = None  # the changelog offset of the snapshot restored, if any
         self.skipped = 0  # state updates skipped because their input position was already applied
+        self._busy = 0  # changes under way (awaiting a publish): no snapshot is taken while one is
+
+    @property
+    def broken(self) -> BaseException | None:
+        """Why the changelog stopped publishing (a failed request), or None."""
+        return self._guard.broken
 
     async def check(self) -> None:
         await self.changelog.check()
+        if self.snapshots is not None:
+            await self.snapshots.output.check()
 
     async def open(self) -> None:
         await self.changelog.open()
@@ -123,26 +168,45 @@ class StateHandle(Handle):
         await self.changelog.flush()
 
     async def close(self) -> None:
+        if self.snapshots is not None:
+            await self.snapshots.close()
         await self.changelog.close()
 
     async def restore(self, inputs: Mapping[str, StreamInput[Any]], dead_letters: DeadLetterOutput | None) -> None:
-        """Read the changelog back and apply it, logging progress; runs once, after every input opened.
+        """Load the latest snapshot (if any) and replay the changelog after it, logging progress; runs once,
+        after every input opened.
 
         Guaranteed after it: the state is that of every entry the changelog holds, in order. Not covered:
-        entries of a previous view of the changelog stream (a reset stream restores nothing).
+        entries of a previous view of the changelog stream (a reset stream restores nothing, and a snapshot
+        taken before the reset is ignored).
         """
         self.inputs, self.dead_letters = dict(inputs), dead_letters
         started = time.monotonic()
-        self.log.info("state restoring", alias=self.alias, rid=self.rid)
-        async for entry in read_changelog(self):
+        self.log.info("state restoring", alias=self.alias, rid=self.rid, snapshots=self.snapshot_alias)
+        loaded = await self.snapshots.load() if self.snapshots is not None else None
+        snapshot_keys = 0
+        if loaded is not None:
+            for kind, key, value in loaded.rows:
+                self._load_row(kind, key, value)
+            self.restored_from, snapshot_keys = loaded.offset, self.size
+            self.log.info(
+                "state snapshot loaded", alias=self.alias, changelog_offset=loaded.offset, rows=len(loaded.rows),
+                keys=snapshot_keys, seconds=loaded.seconds,
+            )  # fmt: skip
+        async for entry in read_changelog(self, start=self.restored_from or 0):
             self._apply(entry)
             self.restored += 1
             if self.restored % PROGRESS_EVERY == 0:
                 self.log.info("state restoring", alias=self.alias, entries=self.restored, keys=self.size)
                 await asyncio.sleep(0)
         self._restored()
+        if self.snapshots is not None:
+            self.snapshots.since = self.restored  # a long tail replayed: snapshot at the first change
         seconds = round(time.monotonic() - started, 3)
-        self.log.info("state restored", alias=self.alias, entries=self.restored, keys=self.size, seconds=seconds)
+        self.log.info(
+            "state restored", alias=self.alias, entries=self.restored, keys=self.size, seconds=seconds,
+            snapshot=loaded is not None, snapshot_offset=self.restored_from, snapshot_keys=snapshot_keys,
+        )  # fmt: skip
 
     # What a concrete handle defines.
 
@@ -152,11 +216,27 @@ class StateHandle(Handle):
         raise NotImplementedError
 
     def _apply(self, entry: ChangelogEntry) -> None:
-        """Apply one changelog entry while restoring."""
+        """Apply one changelog entry while restoring (again, on top of a snapshot that may include it)."""
         raise NotImplementedError
 
     def _restored(self) -> None:
         """After the last entry was applied (rebuild indexes)."""
+
+    def snapshot_rows(self) -> Iterable[Row]:
+        """The whole state as `(kind, key, value)` strings (a copy: taken at once, written later)."""
+        raise NotImplementedError
+
+    def _load_row(self, kind: str, key: str, value: str) -> None:
+        """Load one snapshot row while restoring (before the changelog's tail is replayed)."""
+        raise NotImplementedError
+
+    def input_positions(self) -> dict[str, Any]:
+        """The input positions the state includes (recorded in a snapshot's meta row, for operators)."""
+        return {}
+
+    def quiescent(self) -> bool:
+        """No change is half-applied (every change in memory is in the changelog's buffer, and back)."""
+        return self._busy == 0
 
     # Helpers for the concrete handles.
 
@@ -180,6 +260,20 @@ class StateHandle(Handle):
                 f"raise max_keys, shorten windows or delete keys"
             )
 
+    @contextmanager
+    def _changing(self) -> Iterator[None]:
+        """Around one change of the state and its changelog publish: snapshots wait until it is whole."""
+        self._busy += 1
+        try:
+            yield
+        finally:
+            self._busy -= 1
+
+    async def _changed(self) -> None:
+        """After a whole change: a snapshot may start (when one is due and no other change is under way)."""
+        if self.snapshots is not None:
+            await self.snapshots.after_change(lambda: self.broken is not None)
+
     async def _write(self, position: Position, changes: Iterable[tuple[str, str | None]], **extra: Any) -> None:
         """Publish one entry (tracked by the input batch being processed, like any output)."""
         source, partition, offset = position
@@ -189,12 +283,12 @@ class StateHandle(Handle):
         )
 
 
-async def read_changelog(handle: Handle) -> AsyncIterator[ChangelogEntry]:
-    """Every entry of the handle's changelog stream, in order (it has one partition)."""
+async def read_changelog(handle: Handle, *, start: int = 0) -> AsyncIterator[ChangelogEntry]:
+    """Every entry of the handle's changelog stream from offset `start`, in order (it has one partition)."""
     info = await get_stream(handle)
     path = stream_path(handle.rid, handle.branch, "/getRecords", high_scale=True)
     for partition in range(info.partitions):
-        offset = 0
+        offset = start
         for _ in range(MAX_RESTORE_PAGES):
             params: dict[str, str | int | bool | None] = {
                 "partitionId": str(partition),

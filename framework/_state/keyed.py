@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Generic, cast, get_args
 
 from pydantic import BaseModel
@@ -11,6 +12,7 @@ from pydantic import BaseModel
 from .._errors import ConfigError
 from .._handles import ModelT
 from .checkpoint import ChangelogEntry, Position, StateHandle
+from .snapshot import Row
 
 #: A deleted key's positions are kept (to skip its re-read updates) until they are all committed; checked every
 #: this many writes.
@@ -32,10 +34,20 @@ class KeyedState(StateHandle, Generic[ModelT]):
     one record is skipped too. Not guaranteed: what a transform publishes from state is at-least-once (a
     re-read record sees the state after itself). `get` is in memory. More than `max_keys` keys (deleted
     keys whose positions are not yet committed count) raises `StateLimitError`, which stops the connector.
+    With `snapshots="totals_snapshots"` (a dataset output of the job) the whole state is written there every
+    `snapshot_every` changes (or a timedelta), and a restore replays only the changelog after the latest one.
     """
 
-    def __init__(self, alias: str, *, model: type[ModelT] | None = None, max_keys: int = 1_000_000) -> None:
-        super().__init__(alias, max_keys=max_keys)
+    def __init__(
+        self,
+        alias: str,
+        *,
+        model: type[ModelT] | None = None,
+        max_keys: int = 1_000_000,
+        snapshots: str | None = None,
+        snapshot_every: int | timedelta = 100_000,
+    ) -> None:
+        super().__init__(alias, max_keys=max_keys, snapshots=snapshots, snapshot_every=snapshot_every)
         self._model = model
 
     def _on_bind(self) -> None:
@@ -129,11 +141,13 @@ class KeyedState(StateHandle, Generic[ModelT]):
         if key not in self._positions:
             self._check_limit(1)
         encoded = None if value is None else value.model_dump_json()
-        await self._write(position, [(key, encoded)])
-        self._set(key, value, position)
+        with self._changing():
+            await self._write(position, [(key, encoded)])
+            self._set(key, value, position)
         self._writes += 1
         if self._writes % PRUNE_EVERY == 0:
             self._prune()
+        await self._changed()
         return True
 
     def _set(self, key: str, value: ModelT | None, position: Position) -> None:
@@ -165,3 +179,18 @@ class KeyedState(StateHandle, Generic[ModelT]):
 
     def _restored(self) -> None:
         self._prune()
+
+    # Snapshots: one row per key held, with its value (null once deleted) and the positions applied to it.
+
+    def snapshot_rows(self) -> Iterator[Row]:
+        values = self._values
+        for key, positions in list(self._positions.items()):
+            value = values.get(key)
+            encoded = None if value is None else value.model_dump_json()
+            yield ("key", key, json.dumps([encoded, positions], separators=(",", ":")))
+
+    def _load_row(self, kind: str, key: str, value: str) -> None:
+        encoded, positions = json.loads(value)
+        self._positions[key] = {str(slot): int(offset) for slot, offset in positions.items()}
+        if encoded is not None:
+            self._values[key] = self.model.model_validate_json(encoded)

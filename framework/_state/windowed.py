@@ -6,11 +6,15 @@ import heapq
 import json
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Generic, Literal
+from typing import Any, Generic, Literal
 
 from .._errors import ConfigError
 from .checkpoint import ChangelogEntry, Position, StateHandle
-from .windows import A, Aggregate, Hopping, O, R, WindowResult, event_time_ms
+from .snapshot import Row
+from .windows import A, Aggregate, Hopping, O, R, Session, WindowResult, event_time_ms
+
+Changes = list[tuple[str, str | None]]
+Emitted = list[tuple[str, int, Any, bool, int]]  # (key, start, accumulator, final, end) of each result
 
 #: Re-read effects are pruned (below the committed offsets) every this many records.
 PRUNE_EVERY = 1000
@@ -26,7 +30,10 @@ class Windowed(StateHandle, Generic[R, A, O]):
     latest event time seen in that partition), and returns the windows that closed: those whose end plus
     `grace` is at or before the watermark, the least of every partition's (a partition with no record yet
     holds it back; publish to every partition to advance it). With `emit="update"` it also returns each
-    updated window (`final=False`).
+    updated window (`final=False`). With `window=Session(gap)` a key's records less than `gap` apart form one
+    session (a record bridging two merges them with `aggregate.merge`), closed once the watermark passes its
+    last event time + `gap` + `grace`; a record joining no open session is late when its own session would
+    be closed already.
 
     A record too late for every window of its time (each closed already) is never dropped silently: it is
     counted (`late`), logged, and sent to the connector's `DeadLetterOutput` with its partition and offset
@@ -40,26 +47,33 @@ class Windowed(StateHandle, Generic[R, A, O]):
     Results are at-least-once: a window may be given twice, whole, around a crash, never partially. Call
     `add` once per record: a second call for the same position is a re-read. Limits: more than `max_keys`
     open windows raises `StateLimitError`; every changelog entry is replayed at start-up (restore time grows
-    with the changelog; see the README).
+    with the changelog, unless `snapshots` names a dataset: then the whole state is written there every
+    `snapshot_every` entries (or a timedelta) and only the changelog after the latest snapshot is replayed).
     """
 
     def __init__(
         self,
         alias: str,
         *,
-        window: Hopping,
+        window: Hopping | Session,
         aggregate: Aggregate[R, A, O],
         key: str | Callable[[R], object],
         time: str | Callable[[R], object],
         grace: timedelta = timedelta(0),
         emit: Literal["close", "update"] = "close",
         max_keys: int = 1_000_000,
+        snapshots: str | None = None,
+        snapshot_every: int | timedelta = 100_000,
     ) -> None:
-        super().__init__(alias, max_keys=max_keys)
+        super().__init__(alias, max_keys=max_keys, snapshots=snapshots, snapshot_every=snapshot_every)
         if grace < timedelta(0):
             raise ConfigError(f"Windowed({alias!r}): grace must not be negative, got {grace}")
         if emit not in ("close", "update"):
             raise ConfigError(f"Windowed({alias!r}): emit must be 'close' or 'update', got {emit!r}")
+        if isinstance(window, Session) and type(aggregate).merge is Aggregate.merge:
+            raise ConfigError(
+                f"Windowed({alias!r}): Session windows merge sessions: define merge() on {type(aggregate).__name__}"
+            )
         self.window, self.aggregate, self.emit = window, aggregate, emit
         self.grace_ms = round(grace.total_seconds() * 1000)
         self._key_of = key if callable(key) else (lambda r, f=key: getattr(r, f))
@@ -68,13 +82,16 @@ class Windowed(StateHandle, Generic[R, A, O]):
     def _on_bind(self) -> None:
         super()._on_bind()
         self._windows: dict[tuple[str, int], A] = {}
-        self._ends: list[tuple[int, str, int]] = []  # heap of (end, key, start) of the open windows
+        self._ends: list[tuple[int, str, int]] = []  # heap of (end, key, start); a session's stale ends skipped
+        self._lasts: dict[tuple[str, int], int] = {}  # sessions: (key, start) -> last event time
+        self._sessions: dict[str, set[int]] = {}  # sessions: key -> starts of its open sessions
         self._watermarks: dict[str, int] = {}  # "source/partition" -> latest event time seen there
         self._missing: set[str] = set()  # partitions of a source seen that have no record yet
         self._applied: dict[str, int] = {}  # "source/partition" -> latest offset applied
         self._effects: dict[str, dict[int, str]] = {}  # slot -> offset -> what add returned (JSON), until committed
         self.late = 0
         self.closed = 0
+        self.merged = 0  # sessions merged into another by a record between them
         self._adds = 0
 
     # Introspection.
@@ -124,61 +141,152 @@ class Windowed(StateHandle, Generic[R, A, O]):
         self._adds += 1
         if self._adds % PRUNE_EVERY == 0:
             self._prune()
+        with self._changing():
+            results = await self._add(record, position, slot)
+        await self._changed()
+        return results
+
+    async def _add(self, record: R, position: Position, slot: str) -> list[WindowResult[O]]:
+        offset = position[2]
         time_ms = event_time_ms(self._time_of(record))
         key = str(self._key_of(record))
         watermark = self.watermark
-        starts = [
-            s
-            for s in self.window.starts(time_ms)
-            if watermark is None or s + self.window.size_ms + self.grace_ms > watermark
-        ]
-        if not starts:
+        assign = self._assign_session if self._is_session else self._assign
+        assigned = assign(record, key, time_ms, watermark)
+        if assigned is None:
             await self._write(position, [], time_ms=time_ms, late=True)
             self._applied[slot] = offset
             self._effects.setdefault(slot, {})[offset] = "late"
             await self._late(record, position, time_ms, watermark)
             return []
+        changes, emitted = assigned
+        self._saw(slot, time_ms)
+        for key_closed, start, acc, end in self._close():
+            changes.append((self._name(key_closed, start), None))
+            emitted.append((key_closed, start, acc, True, end))
+        self._forget_closed()
+        effects = None
+        if emitted:
+            effects = json.dumps(
+                [[k, start, acc.model_dump_json(), final, end] for k, start, acc, final, end in emitted]
+            )
+        await self._write(position, changes, time_ms=time_ms, effects=effects)
+        self._applied[slot] = offset
+        if effects is not None:
+            self._effects.setdefault(slot, {})[offset] = effects
+        return [self._result(k, start, acc, final=final, end=end) for k, start, acc, final, end in emitted]
+
+    @property
+    def _is_session(self) -> bool:
+        return isinstance(self.window, Session)
+
+    def _assign(self, record: R, key: str, time_ms: int, watermark: int | None) -> tuple[Changes, Emitted] | None:
+        """Fixed windows: fold the record into each open window holding its time; None when all are closed."""
+        assert isinstance(self.window, Hopping)
+        size = self.window.size_ms
+        starts = [s for s in self.window.starts(time_ms) if watermark is None or s + size + self.grace_ms > watermark]
+        if not starts:
+            return None
         new = [s for s in starts if (key, s) not in self._windows]
         if new:
             self._check_limit(len(new))
-        changes: list[tuple[str, str | None]] = []
-        emitted: list[tuple[str, int, A, bool]] = []
+        changes: Changes = []
+        emitted: Emitted = []
         for start in starts:
             existing = self._windows.get((key, start))
             acc = self.aggregate.first(record) if existing is None else self.aggregate.add(existing, record)
             self._windows[(key, start)] = acc
             if existing is None:
-                heapq.heappush(self._ends, (start + self.window.size_ms, key, start))
-            changes.append((f"{start}|{key}", acc.model_dump_json()))
+                heapq.heappush(self._ends, (start + size, key, start))
+            changes.append((self._name(key, start), acc.model_dump_json()))
             if self.emit == "update":
-                emitted.append((key, start, acc, False))
-        self._saw(slot, time_ms)
-        for key_closed, start, acc in self._close():
-            changes.append((f"{start}|{key_closed}", None))
-            emitted.append((key_closed, start, acc, True))
-        effects = None
-        if emitted:
-            effects = json.dumps([[k, start, acc.model_dump_json(), final] for k, start, acc, final in emitted])
-        await self._write(position, changes, time_ms=time_ms, effects=effects)
-        self._applied[slot] = offset
-        if effects is not None:
-            self._effects.setdefault(slot, {})[offset] = effects
-        return [self._result(k, start, acc, final=final) for k, start, acc, final in emitted]
+                emitted.append((key, start, acc, False, start + size))
+        return changes, emitted
 
-    def _close(self) -> list[tuple[str, int, A]]:
+    def _assign_session(
+        self, record: R, key: str, time_ms: int, watermark: int | None
+    ) -> tuple[Changes, Emitted] | None:
+        """Sessions: join, extend or merge the key's open sessions within `gap` of the record; start one when
+        none is, unless it would be closed already (None: late)."""
+        assert isinstance(self.window, Session)
+        gap = self.window.gap_ms
+        starts = self._sessions.get(key, set())
+        hits = sorted(s for s in starts if s - gap < time_ms < self._lasts[(key, s)] + gap)
+        if not hits:
+            if watermark is not None and time_ms + gap + self.grace_ms <= watermark:
+                return None
+            self._check_limit(1)
+        changes: Changes = []
+        start, last = min([time_ms, *hits]), max([time_ms, *(self._lasts[(key, s)] for s in hits)])
+        acc: A | None = None
+        self.merged += max(0, len(hits) - 1)
+        for s in hits:
+            merged = self._windows.pop((key, s))
+            acc = merged if acc is None else self.aggregate.merge(acc, merged)
+            del self._lasts[(key, s)]
+            starts.discard(s)
+            if s != start:
+                changes.append((self._name(key, s), None))
+        acc = self.aggregate.first(record) if acc is None else self.aggregate.add(acc, record)
+        self._windows[(key, start)], self._lasts[(key, start)] = acc, last
+        self._sessions.setdefault(key, set()).add(start)
+        heapq.heappush(self._ends, (last + gap, key, start))
+        changes.append((self._name(key, start), self._encode(key, start, acc)))
+        emitted: Emitted = [(key, start, acc, False, last + gap)] if self.emit == "update" else []
+        return changes, emitted
+
+    def _name(self, key: str, start: int) -> str:
+        return f"{start}|{key}"
+
+    def _encode(self, key: str, start: int, acc: A) -> str:
+        """A window's value in the changelog and snapshots: the accumulator; a session's is `last|accumulator`."""
+        if self._is_session:
+            return f"{self._lasts[(key, start)]}|{acc.model_dump_json()}"
+        return acc.model_dump_json()
+
+    def _end(self, key: str, start: int) -> int | None:
+        """The open window's end (a session's: last event + gap), None when it is not open."""
+        if (key, start) not in self._windows:
+            return None
+        if isinstance(self.window, Session):
+            return self._lasts[(key, start)] + self.window.gap_ms
+        return start + self.window.size_ms
+
+    def _close(self) -> list[tuple[str, int, A, int]]:
         """Pop every window the watermark has passed (end + grace <= watermark), earliest end first."""
         watermark = self.watermark
-        closed: list[tuple[str, int, A]] = []
-        while watermark is not None and self._ends and self._ends[0][0] + self.grace_ms <= watermark:
-            _, key, start = heapq.heappop(self._ends)
-            acc = self._windows.pop((key, start), None)
-            if acc is not None:
-                closed.append((key, start, acc))
+        closed: list[tuple[str, int, A, int]] = []
+        for _ in range(len(self._ends)):  # bounded: each turn pops one heap entry
+            if watermark is None or not self._ends or self._ends[0][0] + self.grace_ms > watermark:
+                break
+            end, key, start = heapq.heappop(self._ends)
+            if self._end(key, start) != end:  # closed already, or a session extended since (a later entry)
+                continue
+            closed.append((key, start, self._windows.pop((key, start)), end))
         self.closed += len(closed)
         return closed
 
-    def _result(self, key: str, start: int, acc: A, *, final: bool) -> WindowResult[O]:
-        return WindowResult(key, start, start + self.window.size_ms, self.aggregate.result(acc), final)
+    def _forget_closed(self) -> None:
+        """Sessions: drop the closed ones from the per-key index; compact a heap grown with stale ends."""
+        if not self._is_session:
+            return
+        for key, start in [k for k in self._lasts if k not in self._windows]:
+            del self._lasts[(key, start)]
+            starts = self._sessions.get(key)
+            if starts is not None:
+                starts.discard(start)
+                if not starts:
+                    del self._sessions[key]
+        if len(self._ends) > 2 * len(self._windows) + 1000:
+            self._rebuild_ends()
+
+    def _rebuild_ends(self) -> None:
+        self._ends = [(end, key, start) for key, start in self._windows if (end := self._end(key, start)) is not None]
+        heapq.heapify(self._ends)
+
+    def _result(self, key: str, start: int, acc: A, *, final: bool, end: int | None = None) -> WindowResult[O]:
+        stop = end if end is not None else start + getattr(self.window, "size_ms", 0)
+        return WindowResult(key, start, stop, self.aggregate.result(acc), final)
 
     async def _again(self, slot: str, offset: int, record: R, position: Position) -> list[WindowResult[O]]:
         """A re-read record: no state change; what it did the first time, again (it may not have been acked)."""
@@ -189,8 +297,8 @@ class Windowed(StateHandle, Generic[R, A, O]):
             await self._late(record, position, event_time_ms(self._time_of(record)), self.watermark)
             return []
         return [
-            self._result(key, start, self.aggregate.decode(encoded), final=final)
-            for key, start, encoded, final in json.loads(effect)
+            self._result(key, start, self.aggregate.decode(encoded), final=final, end=rest[0] if rest else None)
+            for key, start, encoded, final, *rest in json.loads(effect)
         ]
 
     async def _late(self, record: R, position: Position, time_ms: int, watermark: int | None) -> None:
@@ -224,14 +332,25 @@ class Windowed(StateHandle, Generic[R, A, O]):
 
     # Restore.
 
+    def _store(self, name: str, encoded: str | None) -> None:
+        """Set (or with None delete) one window from its changelog or snapshot form."""
+        start_text, _, key = name.partition("|")
+        start = int(start_text)
+        if encoded is None:
+            self._windows.pop((key, start), None)
+            if self._lasts.pop((key, start), None) is not None:
+                self._sessions.get(key, set()).discard(start)
+            return
+        if self._is_session:
+            last, _, encoded = encoded.partition("|")
+            self._lasts[(key, start)] = int(last)
+            self._sessions.setdefault(key, set()).add(start)
+        self._windows[(key, start)] = self.aggregate.decode(encoded)
+
     def _apply(self, entry: ChangelogEntry) -> None:
         slot = f"{entry.source}/{entry.partition}"
         for name, encoded in json.loads(entry.changes):
-            start_text, _, key = str(name).partition("|")
-            if encoded is None:
-                self._windows.pop((key, int(start_text)), None)
-            else:
-                self._windows[(key, int(start_text))] = self.aggregate.decode(encoded)
+            self._store(str(name), encoded)
         if entry.time_ms is not None and not entry.late:
             self._saw(slot, entry.time_ms)
         self._applied[slot] = max(entry.offset, self._applied.get(slot, -1))
@@ -239,6 +358,31 @@ class Windowed(StateHandle, Generic[R, A, O]):
             self._effects.setdefault(slot, {})[entry.offset] = "late" if entry.late else str(entry.effects)
 
     def _restored(self) -> None:
-        self._ends = [(start + self.window.size_ms, key, start) for key, start in self._windows]
-        heapq.heapify(self._ends)
+        self._sessions = {k: s for k, s in self._sessions.items() if s}
+        self._rebuild_ends()
         self._prune()
+
+    # Snapshots: windows, watermarks, partitions not seen yet, positions applied, and what re-reads return.
+
+    def snapshot_rows(self) -> list[Row]:
+        rows: list[Row] = [("w", self._name(k, s), self._encode(k, s, acc)) for (k, s), acc in self._windows.items()]
+        rows += [("m", slot, str(ms)) for slot, ms in self._watermarks.items()]
+        rows += [("x", slot, "") for slot in self._missing]
+        rows += [("a", slot, str(offset)) for slot, offset in self._applied.items()]
+        rows += [("e", slot, json.dumps(effects)) for slot, effects in self._effects.items() if effects]
+        return rows
+
+    def _load_row(self, kind: str, key: str, value: str) -> None:
+        if kind == "w":
+            self._store(key, value)
+        elif kind == "m":
+            self._watermarks[key] = int(value)
+        elif kind == "x":
+            self._missing.add(key)
+        elif kind == "a":
+            self._applied[key] = int(value)
+        elif kind == "e":
+            self._effects[key] = {int(offset): str(effect) for offset, effect in json.loads(value).items()}
+
+    def input_positions(self) -> dict[str, int]:
+        return self.applied()

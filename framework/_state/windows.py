@@ -1,6 +1,7 @@
-"""Event-time windows: assigners (tumbling, hopping, sliding), aggregates, and what a closed window gives.
+"""Event-time windows: assigners (tumbling, hopping, sliding, session), aggregates, and what a window gives.
 
-Times are integer milliseconds since the epoch inside; a window is `[start, end)`, `end = start + size`.
+Times are integer milliseconds since the epoch inside; a window is `[start, end)`: `end = start + size`, or
+for a session `end = last event + gap`.
 """
 
 from __future__ import annotations
@@ -72,11 +73,29 @@ class Sliding(Hopping):
         super().__init__(size, step)
 
 
+@dataclass(frozen=True)
+class Session:
+    """Gap-based windows per key: a session holds records less than `gap` apart. A record within `gap` of two
+    sessions of its key merges them (the aggregate needs `merge`). A session closes once the watermark passes
+    its last event time + `gap` + the grace period; its result's end is its last event time + `gap`."""
+
+    gap: timedelta
+
+    def __post_init__(self) -> None:
+        if _ms(self.gap) <= 0:
+            raise ConfigError(f"Session: gap must be positive, got {self.gap}")
+
+    @property
+    def gap_ms(self) -> int:
+        return _ms(self.gap)
+
+
 class Aggregate(Generic[R, A, O]):
     """What a window computes: `add` folds a record into the accumulator (a pydantic model, since it is
     checkpointed), `result` turns it into what the window gives when it closes (or on every update).
 
-    Define `accumulator`, `init` and `add` (and `result`, else the accumulator is the result). They run inside
+    Define `accumulator`, `init` and `add` (and `result`, else the accumulator is the result; `merge` of two
+    accumulators for `Session` windows, called when a record bridges two sessions). They run inside
     the transform, in order of the input per partition; they must be pure (deterministic, no I/O): after a
     crash the state is rebuilt from the changelog, not by calling them again.
     """
@@ -92,6 +111,10 @@ class Aggregate(Generic[R, A, O]):
     def first(self, record: R) -> A:
         """The accumulator of a window's first record: `add(init(), record)`."""
         return self.add(self.init(), record)
+
+    def merge(self, first: A, second: A) -> A:
+        """The accumulator of two sessions merged (`first` the earlier): only `Session` windows call it."""
+        raise NotImplementedError
 
     def result(self, acc: A) -> O:
         return acc  # type: ignore[return-value]  # the default: the accumulator is the result
@@ -111,6 +134,9 @@ class Reduce(Aggregate[R, R, R]):
 
     def add(self, acc: R, record: R) -> R:
         return self.reduce(acc, record)
+
+    def merge(self, first: R, second: R) -> R:
+        return self.reduce(first, second)
 
     def decode(self, encoded: str) -> R:
         return self.model.model_validate_json(encoded)

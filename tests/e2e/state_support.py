@@ -26,6 +26,7 @@ class Streams:
     dead: str
     table: str
     job: Job
+    snapshots: str = ""
 
 
 async def sensor_streams(foundry: FakeFoundry, partitions: int = 3) -> Streams:
@@ -34,9 +35,16 @@ async def sensor_streams(foundry: FakeFoundry, partitions: int = 3) -> Streams:
     state = await foundry.create_stream("state", ChangelogEntry)
     dead = await foundry.create_stream("dead_letters", DeadLetter)
     table = await foundry.create_dataset("minutes_table")
-    outputs = {"minutes": minutes, "state": state, "dead_letters": dead, "minutes_table": table}
+    snapshots = await foundry.create_dataset("state_snapshots")
+    outputs = {
+        "minutes": minutes,
+        "state": state,
+        "dead_letters": dead,
+        "minutes_table": table,
+        "state_snapshots": snapshots,
+    }
     job = await foundry.job(inputs={"readings": readings}, outputs=outputs)
-    return Streams(readings, minutes, state, dead, table, job)
+    return Streams(readings, minutes, state, dead, table, job, snapshots)
 
 
 def readings(count: int, sensors: int = 20) -> list[dict[str, Any]]:
@@ -79,8 +87,9 @@ def input_of(job: Job, client: FoundryClient) -> StreamInput[Any]:
     return bind_handle(StreamInput[Reading]("readings"), env, client, connector_name="SensorMinutes")
 
 
-async def restored_state(job: Job) -> Windowed[Any, Any, Any]:
-    """The connector's windows as a restart would restore them, read from the changelog stream in the test."""
+async def restored_state(job: Job, *, snapshots: bool = False) -> Windowed[Any, Any, Any]:
+    """The connector's windows as a restart would restore them, from the changelog stream (after the latest
+    snapshot, with `snapshots`) in the test."""
     from datetime import timedelta
 
     from connectors.sensor_minutes import Stats
@@ -88,7 +97,14 @@ async def restored_state(job: Job) -> Windowed[Any, Any, Any]:
     env = load_environment(job.environ)
     async with FoundryClient(env) as client:
         windows = bind_handle(
-            Windowed("state", window=Tumbling(timedelta(minutes=1)), aggregate=Stats(), key="sensor", time="ts"),
+            Windowed(
+                "state",
+                window=Tumbling(timedelta(minutes=1)),
+                aggregate=Stats(),
+                key="sensor",
+                time="ts",
+                snapshots="state_snapshots" if snapshots else None,
+            ),
             env,
             client,
         )
