@@ -31,7 +31,7 @@ if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
     )
 
 from selenium import webdriver  # noqa: E402  (only once the browser is known to be there)
-from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException  # noqa: E402
 from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -83,14 +83,27 @@ class Page:
 
     def wait(self, check: Callable[[WebDriver], Any], what: str) -> Any:
         try:
-            return WebDriverWait(self.driver, 15, poll_frequency=0.1).until(check)
+            wait = WebDriverWait(
+                self.driver, 15, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+            )
+            return wait.until(check)
         except TimeoutException:
             shown = f"status {self.text('#live')!r}; lineage {self.text('#lineage table')!r}"
             raise AssertionError(f"page never showed {what}; {shown}") from None
 
+    def texts(self, css: str) -> list[str]:
+        """The shown text of every element matching `css`, read in one script: the page swaps its live sections
+        every second, so an element found in one call may be gone (stale) by the next."""
+        found = self.driver.execute_script(
+            "return Array.from(document.querySelectorAll(arguments[0]))"
+            ".map(e => (e.innerText ?? e.textContent ?? '').trim());",
+            css,
+        )
+        return [str(t) for t in found or []]
+
     def text(self, css: str) -> str:
-        found = self.driver.find_elements(By.CSS_SELECTOR, css)
-        return found[0].text if found else ""
+        found = self.texts(css)
+        return found[0] if found else ""
 
     def shows_only_the_login_form(self, path: str = "/") -> None:
         self.driver.get(self.url + path)
@@ -119,7 +132,7 @@ class Page:
         assert self.text(label) == f"{count:,} records"
 
     def job_in_graph(self, job_rid: str) -> None:
-        jobs = [e.text for e in self.driver.find_elements(By.CSS_SELECTOR, "#lineage svg .job text.name")]
+        jobs = self.texts("#lineage svg .job text.name")
         assert jobs == [f"job …{job_rid[-8:]}"], jobs
 
     def open_stream(self, rid: str) -> None:
@@ -129,7 +142,7 @@ class Page:
     def stream_shows(self, total: int, lag: int) -> None:
         self.wait(lambda d: self.text("#stream .total") == str(total), f"{total} records in the stream")
         self.wait(lambda d: self.text("#stream table.subscribers td.lag") == str(lag), f"subscriber lag {lag}")
-        values = [e.text for e in self.driver.find_elements(By.CSS_SELECTOR, "#stream table.records code")]
+        values = self.texts("#stream table.records code")
         assert values and all(v.startswith('{"x":') for v in values), values
         ends = self.text("#stream .ends")
         assert sum(int(part.split(":")[1]) for part in ends.split()) == total, ends
