@@ -184,10 +184,10 @@ async def test_a_full_read_ahead_window_flushes_instead_of_waiting_for_the_timer
         started = time.monotonic()
         async with a.job.running(StreamArchiver, extra_env=tuning, timeout_s=30):
 
-            async def most_committed() -> bool:
-                return await a.position() >= 300
+            async def all_committed() -> bool:  # 400 rows: far below flush_rows, each window of 100 flushed as it fills
+                return await a.position() >= 400
 
-            await wait_until(most_committed, "commits while flush_rows is not reached", timeout_s=30)
+            await wait_until(all_committed, "commits while flush_rows is not reached", timeout_s=30)
         assert time.monotonic() - started < 60  # neither the commits nor the shutdown waited for the 120 s timer
         assert await a.position() == 400
         assert rows(await a.table()) == expected(0, 400)
