@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine, Iterable
-from dataclasses import dataclass
+from collections.abc import Coroutine
 from typing import Any, Literal
 
-from pydantic import BaseModel
-
 from ._connector import Connector, _current_batch
-from ._errors import ConfigError, FoundryError, RecordValidationError
-from ._handles import AckTracker, Handle, Origin, origin_of, reset_origin, set_origin
+from ._errors import ConfigError, FoundryError
+from ._handles import AckTracker, Handle, Origin
 from ._responses import CONNECTION_FAULTS
 from ._schemas import check_schema, check_summary
 from ._state.checkpoint import restore_state
 from ._streams.dead_letters import DeadLetterOutput
-from ._streams.input import InputBatch, InvalidRecord, StreamInput
+from ._streams.input import InputBatch, StreamInput
 from ._streams.output import Rejected, StreamOutput
+from ._transforming import Transformer
 
 Mode = Literal["transform", "transform_batch", "run"]
 _Queue = asyncio.Queue[tuple[InputBatch[Any], AckTracker] | None]
@@ -44,6 +42,7 @@ class Driver:
         self.log = connector.log
         #: True from when every handle is open and `setup()` returned until the loop ends (`/ready`).
         self.ready = False
+        self.transformer = Transformer(connector, self.default_output, self.dead_letters, self.log)
 
     # Introspection (the runtime's progress line, `framework.testing`).
 
@@ -267,171 +266,9 @@ class Driver:
     async def _process(self, batch: InputBatch[Any], mode: Mode) -> None:
         token = _current_batch.set(batch)
         try:
-            await self._process_batch(batch, mode)
+            await self.transformer.process(batch, mode)
         finally:
             _current_batch.reset(token)
-
-    async def _process_batch(self, batch: InputBatch[Any], mode: Mode) -> None:
-        for invalid in batch.invalid:
-            await self._dead_letter(batch.source.alias, invalid)
-        if not batch.records:
-            return
-        if mode == "transform_batch":
-            await self._transform_batch(batch)
-            return
-        await self._transform_each(batch)
-
-    async def _transform_each(self, batch: InputBatch[Any]) -> None:
-        """`transform` per record; what the records return is held and published to the default output in one
-        call after the batch (before anything else is published to it, so order is kept)."""
-        transform = getattr(self.connector, "transform")  # noqa: B009
-        alias = batch.source.alias
-        held = _Held(batch, [], [])
-        output = self.default_output
-        if output is not None:
-            output.before_publish = lambda: self._publish_held(held)
-        try:
-            for index, record in enumerate(batch.records):
-                partition, offset = batch.origins[index]
-                token = set_origin(Origin(alias, partition, offset))
-                try:
-                    result = await transform(record)
-                except RecordValidationError as exc:
-                    # The transform produced a record its output's model rejects: keep the input record.
-                    error = f"transform output for {exc.alias!r} is invalid: {exc.message}"
-                    await self._dead_letter(
-                        alias, InvalidRecord(partition, offset, record.model_dump(mode="json"), error)
-                    )
-                    continue
-                except Exception as exc:
-                    if not self._dead_letters_errors(exc):
-                        raise
-                    raw = record.model_dump(mode="json")
-                    await self._dead_letter(alias, InvalidRecord(partition, offset, raw, _raised(exc)))
-                    continue
-                finally:
-                    reset_origin(token)
-                if result is None:
-                    continue
-                if isinstance(result, BaseModel | dict | str | bytes) or not isinstance(result, Iterable):
-                    held.results.append(result)
-                    held.owners.append(index)
-                else:
-                    results = list(result)
-                    held.results += results
-                    held.owners += [index] * len(results)
-                if output is None and held.results:
-                    raise ConfigError(_NO_DEFAULT_OUTPUT.format(type(self.connector).__name__))
-            await self._publish_held(held)
-        finally:
-            if output is not None:
-                output.before_publish = None
-
-    async def _publish_held(self, held: _Held) -> None:
-        """Publish what the transforms returned so far, in one call; when a record there is invalid, each input
-        record's results on their own, and the input records whose results are invalid are dead-lettered."""
-        output = self.default_output
-        if not held.results or output is None:
-            return
-        results, owners = held.results, held.owners
-        held.results, held.owners = [], []
-        hook, output.before_publish = output.before_publish, None  # publishing now: no recursion
-        alias, batch = held.batch.source.alias, held.batch
-        try:
-            origins = [Origin(alias, *batch.origins[i]) for i in owners]
-            try:
-                await output.publish_many(results, origins)
-                return
-            except RecordValidationError:
-                pass
-            start = 0
-            for end in range(1, len(owners) + 1):
-                if end < len(owners) and owners[end] == owners[start]:
-                    continue
-                try:
-                    await output.publish_many(results[start:end], origins[start:end])
-                except RecordValidationError as exc:
-                    record, (partition, offset) = batch.records[owners[start]], batch.origins[owners[start]]
-                    error = f"transform output for {exc.alias!r} is invalid: {exc.message}"
-                    await self._dead_letter(
-                        alias, InvalidRecord(partition, offset, record.model_dump(mode="json"), error)
-                    )
-                start = end
-        finally:
-            output.before_publish = hook
-
-    async def _transform_batch(self, batch: InputBatch[Any]) -> None:
-        """With CONNECTOR_ON_TRANSFORM_ERROR=dead_letter, a batch that raises is transformed again one record
-        at a time, and only the records that raise alone are dead-lettered."""
-        transform_batch = getattr(self.connector, "transform_batch")  # noqa: B009
-        with origin_of(Origin(batch.source.alias, None, None)):
-            try:
-                result = await transform_batch(batch.records)
-            except Exception as exc:
-                if not self._dead_letters_errors(exc):
-                    raise
-                result = None
-                for record, (partition, offset) in zip(batch.records, batch.origins, strict=True):
-                    try:
-                        await self._emit(await transform_batch([record]), dead_letter_invalid=True)
-                    except Exception as one:
-                        if not self._dead_letters_errors(one):
-                            raise
-                        raw = record.model_dump(mode="json")
-                        invalid = InvalidRecord(partition, offset, raw, _raised(one))
-                        await self._dead_letter(batch.source.alias, invalid)
-            await self._emit(result, dead_letter_invalid=True)
-
-    def _dead_letters_errors(self, exc: Exception) -> bool:
-        """Whether a transform's exception dead-letters its input (the opt-in policy) rather than stopping.
-        The framework's own errors (Foundry, configuration) always stop: they are not about the record."""
-        policy = self.connector.env.runtime.on_transform_error
-        return policy == "dead_letter" and not isinstance(exc, FoundryError | ConfigError)
-
-    async def _emit(self, result: Any, *, dead_letter_invalid: bool = False) -> None:
-        """Publish a transform's result to the default output.
-
-        With `dead_letter_invalid` (batch transforms, where no input offset belongs to an output record), an
-        output record its model rejects is dead-lettered itself; otherwise the caller gets the error.
-        """
-        if result is None:
-            return
-        # A pydantic model is itself iterable (over its fields): it is one record, like a dict.
-        single = isinstance(result, BaseModel | dict | str | bytes) or not isinstance(result, Iterable)
-        records = [result] if single else list(result)
-        if not records:
-            return
-        output = self.default_output
-        if output is None:
-            raise ConfigError(_NO_DEFAULT_OUTPUT.format(type(self.connector).__name__))
-        if not dead_letter_invalid:
-            await output.publish_many(records)
-            return
-        try:
-            await output.publish_many(records)  # all at once; one by one only when one is invalid
-            return
-        except RecordValidationError:
-            pass
-        for record in records:
-            try:
-                await output.publish(record)
-            except RecordValidationError as exc:
-                raw = record.model_dump(mode="json") if isinstance(record, BaseModel) else record
-                error = f"transform output for {exc.alias!r} is invalid: {exc.message}"
-                await self._dead_letter(output.alias, InvalidRecord(None, None, raw, error))
-
-    async def _dead_letter(self, alias: str, invalid: InvalidRecord) -> None:
-        dead = self.dead_letters
-        self.log.error(
-            "invalid record",
-            source=alias,
-            partition=invalid.partition,
-            offset=invalid.offset,
-            error=invalid.error,
-            dead_letter=dead.alias if dead else None,
-        )
-        if dead is not None:
-            await dead.send(alias, invalid.error, invalid.raw, partition=invalid.partition, offset=invalid.offset)
 
     def _rejected_by(self, alias: str) -> Rejected:
         async def rejected(payload: dict[str, Any], error: str, origin: Origin | None) -> None:
@@ -454,25 +291,6 @@ class Driver:
             await dead.flush()
 
         return rejected
-
-
-_NO_DEFAULT_OUTPUT = (
-    "{}'s transform returned records but the connector does not have exactly one StreamOutput: publish "
-    "explicitly with `await self.<output>.publish(record)`"
-)
-
-
-@dataclass
-class _Held:
-    """Records transforms of `batch` returned, not yet published, and the index of the input record of each."""
-
-    batch: InputBatch[Any]
-    results: list[Any]
-    owners: list[int]
-
-
-def _raised(exc: Exception) -> str:
-    return f"transform raised {type(exc).__name__}: {exc}"
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
