@@ -29,7 +29,7 @@ browser:
 	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "installing chromium and chromium-driver for the web page's browser test"; \
-			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
+			(timeout 600 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq chromium chromium-driver) \
 				>/dev/null 2>&1 || echo "could not install chromium chromium-driver; the browser test will skip"; \
 		else \
 			echo "no /usr/bin/chromium: the browser test will skip (apt-get install chromium chromium-driver)"; \
