@@ -28,11 +28,27 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+def free_port(count: int = 1) -> int:
+    """A port P with P..P+count-1 all free (workers serve P + i), in the range compute modules allow."""
+    for _ in range(200):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port + count > 65535:
+            continue
+        try:
+            held = []
+            for p in range(port, port + count):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
         return port
+    raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1")
 
 
 @dataclass
@@ -80,7 +96,7 @@ async def start_connector(
     job: Job, code: Path, spec: str, *, workers: int = 1, env: Mapping[str, str] | None = None
 ) -> Running:
     """`connector run spec` from the code at `code`; ready once every worker's /ready answers 200."""
-    port = free_port()
+    port = free_port(workers)
     extra = {"CONNECTOR_HTTP_PORT": str(port), **({"CONNECTOR_WORKERS": str(workers)} if workers > 1 else {})}
     spawned = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
