@@ -62,14 +62,19 @@ async def wait_until(
         await asyncio.sleep(every_s)
 
 
+async def committed(foundry: FakeFoundry, source: StreamInput[Any]) -> bool:
+    """Whether the input's subscriber has committed everything written to its stream (False before it exists)."""
+    try:
+        return await read_position(foundry, source) == await end_offsets(foundry, source.rid)
+    except AssertionError:  # the subscriber does not exist yet
+        return False
+
+
 async def wait_committed(foundry: FakeFoundry, source: StreamInput[Any], *, timeout_s: float = 20) -> None:
     """Until the input's subscriber has committed everything written to its stream."""
 
     async def done() -> bool:
-        try:
-            return await read_position(foundry, source) == await end_offsets(foundry, source.rid)
-        except AssertionError:  # the subscriber does not exist yet
-            return False
+        return await committed(foundry, source)
 
     await wait_until(done, f"{source.subscriber_id} to commit the end of {source.alias}", timeout_s=timeout_s)
 

@@ -33,7 +33,7 @@ from .state_support import (
     restored_state,
     sensor_streams,
 )
-from .stream_support import wait_until
+from .stream_support import committed, total, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -58,14 +58,10 @@ async def test_three_sigkills_lose_no_reading_and_apply_each_once(tmp_path: Path
             source = input_of(s.job, client)
 
             async def committed_all() -> bool:
-                try:
-                    position = await foundry.read_position(s.readings, source.subscriber_id)
-                except AssertionError:
-                    return False
-                return position == await foundry.end_offsets(s.readings)
+                return await committed(foundry, source)
 
             async def changelog_entries() -> int:
-                return sum((await foundry.end_offsets(s.state)).values())
+                return await total(foundry, s.state)
 
             # 1. Three runs killed at random points of the changelog's progress, then one that finishes.
             rng = random.Random(20240501)

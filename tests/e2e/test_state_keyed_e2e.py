@@ -17,7 +17,7 @@ from framework.testing import FakeFoundry, bind_handle
 
 from .connector_process import ConnectorProcess, start_connector
 from .state_totals import SPEC, AccountTotal, Payment, Total
-from .stream_support import wait_until
+from .stream_support import committed, total, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -49,14 +49,10 @@ async def test_running_totals_are_exactly_once_through_sigkills(tmp_path: Path) 
             source = bind_handle(StreamInput[Payment]("payments"), jenv, client, connector_name="RunningTotals")
 
             async def committed_all() -> bool:
-                try:
-                    position = await foundry.read_position(payments, source.subscriber_id)
-                except AssertionError:
-                    return False
-                return position == await foundry.end_offsets(payments)
+                return await committed(foundry, source)
 
             async def changelog_end() -> int:
-                return sum((await foundry.end_offsets(outputs["totals_state"])).values())
+                return await total(foundry, outputs["totals_state"])
 
             async def run(name: str, batch_size: str) -> ConnectorProcess:
                 environ = {**env, "CONNECTOR_READ_BATCH_SIZE": batch_size}

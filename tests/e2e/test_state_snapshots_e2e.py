@@ -29,7 +29,7 @@ from .state_support import (
     restored_state,
     sensor_streams,
 )
-from .stream_support import wait_until
+from .stream_support import committed, total, wait_until
 from .test_state_e2e import assert_whole_minutes, minutes_of, start
 
 pytestmark = pytest.mark.timeout(240)
@@ -50,14 +50,10 @@ async def test_a_restart_replays_only_the_changelog_after_the_latest_snapshot(tm
             source = input_of(s.job, client)
 
             async def committed_all() -> bool:
-                try:
-                    position = await foundry.read_position(s.readings, source.subscriber_id)
-                except AssertionError:
-                    return False
-                return position == await foundry.end_offsets(s.readings)
+                return await committed(foundry, source)
 
             async def changelog_end() -> int:
-                return sum((await foundry.end_offsets(s.state)).values())
+                return await total(foundry, s.state)
 
             def snapshots_in(proc: ConnectorProcess, event: str) -> int:
                 return sum(e.get("event") == event for e in proc.events())
