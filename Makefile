@@ -36,8 +36,9 @@ browser:
 		fi; \
 	fi
 
+# Two workers, each test file on one of them (module-scoped fixtures such as the own-project venv run once).
 test: lint typecheck browser
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -214,7 +214,10 @@ def configure_logging(format: LogFormat = "auto", level: str = "INFO", *, stream
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        # Not cached: a cached logger keeps the processors of its first use, so structlog's capture_logs (and
+        # a later configure_logging) would miss every module-level logger already used. Logging is per batch,
+        # never per record, so the lookup costs nothing measurable.
+        cache_logger_on_first_use=False,
     )
 
 
