@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import time
@@ -181,7 +182,21 @@ def _run_function_module(
         for name in sorted(cls.functions()):
             log.info("check ok", function=name)
         return EXIT_OK
+    _tune_gc()
     return asyncio.run(serve_function_module(cls, env, log=log))
+
+
+def _tune_gc() -> None:
+    """Cheaper garbage collection for the long-running process: a third of a doubler's CPU went to it.
+
+    Every batch allocates thousands of short-lived models, so the default gen-0 threshold (700) ran a
+    collection every few records, and each older collection walked every object kept since start-up
+    (modules, pydantic schemas). Those are frozen (never scanned again) and young collections run every
+    20,000 allocations; records freed by reference counting are unaffected, only cycles wait longer.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
 
 
 def main_run(spec_or_cls: str | Runnable, *, check: bool = False, environ: Mapping[str, str] | None = None) -> int:
@@ -212,6 +227,7 @@ def main_run(spec_or_cls: str | Runnable, *, check: bool = False, environ: Mappi
         if runtime.workers > 1 and runtime.worker_index is None:
             spec = spec_or_cls if isinstance(spec_or_cls, str) else spec_of(cls)
             return run_workers(spec, environ, runtime.workers, log=log)
+        _tune_gc()
         return asyncio.run(serve_connector(cls, env, log=log))
     except ConfigError as exc:
         log.error("configuration error", error=str(exc))

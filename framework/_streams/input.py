@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, NotRequired
@@ -109,6 +107,7 @@ class StreamInput(StreamHandle[ModelT]):
         self.info: StreamInfo | None = None
         self.committed: dict[str, int] = {}  # partition -> next offset to read after a restart
         self.cursor: dict[str, int] = {}  # partition -> next offset to read now
+        self._turn = -1  # the partition read ahead last (index in the sorted cursor)
 
     @property
     def mode(self) -> Literal["subscriber", "earliest", "latest"]:
@@ -235,20 +234,22 @@ class StreamInput(StreamHandle[ModelT]):
         )
 
     async def _get_records(self, limit: int) -> tuple[dict[str, list[dict[str, Any]]], set[str]]:
-        """Records of every partition from the cursor, and which partitions came back validated already."""
+        """Up to `limit` records of one partition from the cursor, the partitions taken in turn (an empty one
+        passes its turn on to the next): one request per batch while reading ahead, where a request per
+        partition with a share of the limit each cost several requests per batch. Also says whether the
+        answer came back validated already."""
         owned = self.partition_ids
         every = [str(p) for p in range(self.info.partitions if self.info else 1)]
         partitions = sorted(self.cursor) or (every if owned is None else owned)
-        if not partitions:  # a worker with no partition of this input (fewer partitions than workers)
-            return {}, set()
-        per_partition = max(1, math.ceil(limit / len(partitions)))
         entries_adapter = _read_adapters(self.model)[1]
 
         def fast(raw: bytes) -> _Validated:
             return _Validated(entries_adapter.validate_json(raw))
 
-        async def one(partition: str) -> Any:
-            return await self.client.request_parsed(
+        for _ in partitions:  # a worker with no partition of this input (fewer partitions than workers): none
+            self._turn = (self._turn + 1) % len(partitions)
+            partition = partitions[self._turn]
+            body = await self.client.request_parsed(
                 "GET",
                 stream_path(self.rid, self.branch, "/getRecords", high_scale=True),
                 fast,
@@ -256,21 +257,16 @@ class StreamInput(StreamHandle[ModelT]):
                 params={
                     "partitionId": partition,
                     "startOffset": self.cursor.get(partition, 0),
-                    "limit": per_partition,
+                    "limit": limit,
                     "preview": True,
                     "viewRid": self.view_rid,
                 },
             )
-
-        results = await asyncio.gather(*(one(p) for p in partitions))
-        by_partition: dict[str, list[dict[str, Any]]] = {}
-        validated: set[str] = set()
-        for partition, body in zip(partitions, results, strict=True):
-            if isinstance(body, _Validated):
-                validated.add(partition)
-                body = body.body
-            by_partition[partition] = list(body or [])
-        return by_partition, validated
+            validated = isinstance(body, _Validated)
+            entries = list((body.body if isinstance(body, _Validated) else body) or [])
+            if entries:
+                return {partition: entries}, {partition} if validated else set()
+        return {}, set()
 
     def _to_batch(self, by_partition: dict[str, list[dict[str, Any]]], validated: set[str]) -> InputBatch[ModelT]:
         """The records of each partition: validated already when the read's fast path took them, else validated

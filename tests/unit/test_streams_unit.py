@@ -250,31 +250,32 @@ async def test_input_parses_read_records_then_reads_ahead_with_get_records(
     assert first.positions == {"0": 6, "1": 0}
     assert source.cursor == {"0": 7, "1": 1} and source.committed == {"0": 5, "1": 0}
 
-    # The first batch is not committed: the next read comes from the local cursor through getRecords.
+    # The first batch is not committed: the next read comes from the local cursor through getRecords, one
+    # partition per request with the whole limit, the partitions taken in turn.
     second = await source.read_batch(limit=4)
-    assert stream.calls[-2:] == ["getRecords", "getRecords"]
-    assert {p["partitionId"]: (p["startOffset"], p["limit"]) for p in stream.get_params} == {
-        "0": ("7", "2"),
-        "1": ("1", "2"),
-    }
+    assert stream.calls[-1] == "getRecords" and stream.calls[-2] == "readRecords"
+    assert [(p["partitionId"], p["startOffset"], p["limit"]) for p in stream.get_params] == [("0", "7", "4")]
     assert all(p["preview"] == "true" for p in stream.get_params)
-    assert [r.x for r in second.records] == [4, 11, 12]
+    assert [r.x for r in second.records] == [4, 5]
     assert [(i.partition, i.offset, i.raw) for i in second.invalid] == [("0", 7, {"x": "nope"})]
     assert "x" in second.invalid[0].error
-    assert second.positions == {"0": 8, "1": 2} and second.size == 4
-    assert source.cursor == {"0": 9, "1": 3}
-    assert source.metrics.records == 6 and source.metrics.invalid == 1
+    assert second.positions == {"0": 9} and second.size == 3
+    assert source.cursor == {"0": 10, "1": 1}
+    assert source.metrics.records == 5 and source.metrics.invalid == 1
 
     await source.commit(first.positions)
     assert stream.commits == [{"0": 6, "1": 0}]
     assert source.committed == {"0": 7, "1": 1}
-    third = await source.read_batch(limit=2)
+    third = await source.read_batch(limit=4)
     assert stream.calls[-1] == "getRecords"  # the second batch is still in flight
-    assert [r.x for r in third.records] == [5] and third.positions == {"0": 9}
+    assert [(p["partitionId"], p["startOffset"]) for p in stream.get_params[1:]] == [("1", "1")]  # its turn
+    assert [r.x for r in third.records] == [11, 12] and third.positions == {"1": 2}
+    fourth = await source.read_batch(limit=4)  # nothing left: partition 0, then 1, pass their turns on
+    assert fourth.size == 0 and [p["partitionId"] for p in stream.get_params[2:]] == ["0", "1"]
 
     await source.commit(second.positions)
     await source.commit(third.positions)
-    assert stream.commits == [{"0": 6, "1": 0}, {"0": 8, "1": 2}, {"0": 9}]
+    assert stream.commits == [{"0": 6, "1": 0}, {"0": 9}, {"1": 2}]
     assert source.committed == source.cursor == {"0": 10, "1": 3}
     stream.calls.clear()
     rest = await source.read_batch(limit=10)  # everything read so far is committed: back to the subscriber
@@ -291,9 +292,10 @@ async def test_earliest_mode_reads_with_get_records_and_commits_in_memory(
     stream = InputStream(mock, "numbers", {"0": [(0, {"x": 1}), (1, {"x": 2})], "1": [("0", {"x": 3})]})
     source = bind(StreamInput[Number]("numbers"), env, client)
     await source.open()
-    batch = await source.read_batch(limit=10)
-    assert sorted(r.x for r in batch.records) == [1, 2, 3]
+    batch, other = await source.read_batch(limit=10), await source.read_batch(limit=10)  # a partition each
+    assert [r.x for r in batch.records] == [1, 2] and [r.x for r in other.records] == [3]
     await source.commit(batch.positions)
+    await source.commit(other.positions)
     assert source.committed == {"0": 2, "1": 1}
     assert set(stream.calls) == {"getRecords"}
     assert (await source.read_batch()).size == 0
