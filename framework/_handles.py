@@ -16,12 +16,12 @@ import asyncio
 import copy
 import functools
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, NamedTuple, Self, TypeVar, cast, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, NamedTuple, Self, TypeVar, cast, get_args, overload
 
 from pydantic import BaseModel, TypeAdapter
 
@@ -212,12 +212,50 @@ class Origin(NamedTuple):
     offset: int | None
 
 
-_current_origin: ContextVar[Origin | None] = ContextVar("framework_record_origin", default=None)
+class RecordCursor:
+    """The input position of the record a per-record transform is running on: the driver sets it once per
+    batch and moves `index` along (an attribute store per record, where a context variable set and reset and
+    an `Origin` per record cost more than publishing a small record). `current_origin()` reads it."""
+
+    __slots__ = ("index", "positions", "source")
+
+    def __init__(self, source: str, positions: Sequence[tuple[str, int]]) -> None:
+        self.source, self.positions, self.index = source, positions, 0
+
+    def origin(self) -> Origin:
+        partition, offset = self.positions[self.index]
+        return Origin(self.source, partition, offset)
+
+
+class Origins(Sequence[Origin]):
+    """The input positions of records transforms returned (`owners`: the index in the batch of each record's
+    input record), made only when one is asked for (a record the server rejects)."""
+
+    __slots__ = ("_owners", "_positions", "_source")
+
+    def __init__(self, source: str, positions: Sequence[tuple[str, int]], owners: Sequence[int]) -> None:
+        self._source, self._positions, self._owners = source, positions, owners
+
+    def __len__(self) -> int:
+        return len(self._owners)
+
+    @overload
+    def __getitem__(self, index: int) -> Origin: ...
+    @overload
+    def __getitem__(self, index: slice) -> Origins: ...
+    def __getitem__(self, index: int | slice) -> Origin | Origins:
+        if isinstance(index, slice):
+            return Origins(self._source, self._positions, self._owners[index])
+        partition, offset = self._positions[self._owners[index]]
+        return Origin(self._source, partition, offset)
+
+
+_current_origin: ContextVar[Origin | RecordCursor | None] = ContextVar("framework_record_origin", default=None)
 
 
 @contextmanager
-def origin_of(origin: Origin | None) -> Iterator[None]:
-    """The driver sets the input position around a per-record transform (None elsewhere)."""
+def origin_of(origin: Origin | RecordCursor | None) -> Iterator[None]:
+    """The driver sets the input position around a transform (None elsewhere)."""
     token = _current_origin.set(origin)
     try:
         yield
@@ -226,16 +264,8 @@ def origin_of(origin: Origin | None) -> Iterator[None]:
 
 
 def current_origin() -> Origin | None:
-    return _current_origin.get()
-
-
-def set_origin(origin: Origin | None) -> Token[Origin | None]:
-    """`origin_of` without the context manager, for the driver's per-record loop; undo with `reset_origin`."""
-    return _current_origin.set(origin)
-
-
-def reset_origin(token: Token[Origin | None]) -> None:
-    _current_origin.reset(token)
+    value = _current_origin.get()
+    return value.origin() if isinstance(value, RecordCursor) else value
 
 
 class AckTracker:

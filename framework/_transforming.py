@@ -16,7 +16,7 @@ from structlog.stdlib import BoundLogger
 
 from ._connector import Connector
 from ._errors import ConfigError, FoundryError, RecordValidationError
-from ._handles import Origin, origin_of, reset_origin, set_origin
+from ._handles import Origin, Origins, RecordCursor, origin_of
 from ._streams.dead_letters import DeadLetterOutput
 from ._streams.input import InputBatch, InvalidRecord
 from ._streams.output import StreamOutput
@@ -55,44 +55,51 @@ class Transformer:
         alias = batch.source.alias
         held = _Held(batch, [], [])
         output = self.default_output
+        single = (output.model if output is not None else BaseModel, BaseModel, dict, str, bytes)
         if output is not None:
             output.before_publish = lambda: self._publish_held(held)
+        cursor = RecordCursor(alias, batch.origins)
+        results, owners = held.results, held.owners
         try:
-            for index, record in enumerate(batch.records):
-                partition, offset = batch.origins[index]
-                token = set_origin(Origin(alias, partition, offset))
-                try:
-                    result = await transform(record)
-                except RecordValidationError as exc:
-                    # The transform produced a record its output's model rejects: keep the input record.
-                    error = f"transform output for {exc.alias!r} is invalid: {exc.message}"
-                    await self.dead_letter(
-                        alias, InvalidRecord(partition, offset, record.model_dump(mode="json"), error)
-                    )
-                    continue
-                except Exception as exc:
-                    if not self._dead_letters_errors(exc):
-                        raise
-                    raw = record.model_dump(mode="json")
-                    await self.dead_letter(alias, InvalidRecord(partition, offset, raw, _raised(exc)))
-                    continue
-                finally:
-                    reset_origin(token)
-                if result is None:
-                    continue
-                if isinstance(result, BaseModel | dict | str | bytes) or not isinstance(result, Iterable):
-                    held.results.append(result)
-                    held.owners.append(index)
-                else:
-                    results = list(result)
-                    held.results += results
-                    held.owners += [index] * len(results)
-                if output is None and held.results:
-                    raise ConfigError(_NO_DEFAULT_OUTPUT.format(type(self.connector).__name__))
+            with origin_of(cursor):
+                for index, record in enumerate(batch.records):
+                    cursor.index = index
+                    try:
+                        result = await transform(record)
+                    except RecordValidationError as exc:
+                        # The transform produced a record its output's model rejects: keep the input record.
+                        error = f"transform output for {exc.alias!r} is invalid: {exc.message}"
+                        await self._dead_letter_input(batch, index, error)
+                        continue
+                    except Exception as exc:
+                        if not self._dead_letters_errors(exc):
+                            raise
+                        await self._dead_letter_input(batch, index, _raised(exc))
+                        continue
+                    if result is None:
+                        continue
+                    if held.results is not results:  # published mid-batch (before_publish): new lists
+                        results, owners = held.results, held.owners
+                    if isinstance(result, single) or not isinstance(result, Iterable):
+                        results.append(result)
+                        owners.append(index)
+                    else:
+                        many = list(result)
+                        results += many
+                        owners += [index] * len(many)
+                    if output is None and results:
+                        raise ConfigError(_NO_DEFAULT_OUTPUT.format(type(self.connector).__name__))
             await self._publish_held(held)
         finally:
             if output is not None:
                 output.before_publish = None
+
+    async def _dead_letter_input(self, batch: InputBatch[Any], index: int, error: str) -> None:
+        partition, offset = batch.origins[index]
+        record = batch.records[index]
+        await self.dead_letter(
+            batch.source.alias, InvalidRecord(partition, offset, record.model_dump(mode="json"), error)
+        )
 
     async def _publish_held(self, held: _Held) -> None:
         """Publish what the transforms returned so far, in one call; when a record there is invalid, each input
@@ -105,7 +112,7 @@ class Transformer:
         hook, output.before_publish = output.before_publish, None  # publishing now: no recursion
         alias, batch = held.batch.source.alias, held.batch
         try:
-            origins = [Origin(alias, *batch.origins[i]) for i in owners]
+            origins = Origins(alias, batch.origins, owners)
             try:
                 await output.publish_many(results, origins)
                 return
@@ -118,11 +125,8 @@ class Transformer:
                 try:
                     await output.publish_many(results[start:end], origins[start:end])
                 except RecordValidationError as exc:
-                    record, (partition, offset) = batch.records[owners[start]], batch.origins[owners[start]]
                     error = f"transform output for {exc.alias!r} is invalid: {exc.message}"
-                    await self.dead_letter(
-                        alias, InvalidRecord(partition, offset, record.model_dump(mode="json"), error)
-                    )
+                    await self._dead_letter_input(batch, owners[start], error)
                 start = end
         finally:
             output.before_publish = hook

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 
 from .._errors import BadRequestError, FoundryError, RecordValidationError, RequestTooLargeError, validation_message
 from .._handles import ModelT, Origin, as_model, current_origin, list_adapter, track
-from .._responses import dumps_bytes
+from .._responses import dumps_bytes, loads
 from .api import StreamHandle, StreamInfo, get_stream, is_view_gone, stream_path
 
 _JSON = {"Content-Type": "application/json"}
@@ -45,13 +46,57 @@ class _Ticket:
             self.future.set_exception(exc)
 
 
-@dataclass(slots=True)
-class _Pending:
-    """One buffered record: its JSON payload, its call's ticket, and the input position that produced it."""
+class _Records:
+    """The records of one `publish_many` call as the JSON array they are sent as, encoded once (in pydantic's
+    core) when published: requests splice it into their bodies. Decoded again only when a request takes part
+    of it (a batch boundary, a rejected batch split in halves), so what is sent is what was published."""
 
-    payload: dict[str, Any]
-    ticket: _Ticket
-    origin: Origin | None
+    __slots__ = ("_items", "count", "json", "origin", "origins", "ticket")
+
+    def __init__(
+        self, json: bytes, count: int, ticket: _Ticket, origin: Origin | None, origins: Sequence[Origin | None] | None
+    ) -> None:
+        self.json, self.count, self.ticket = json, count, ticket
+        self.origin, self.origins = origin, origins  # one input position for all, or one per record
+        self._items: list[Any] | None = None
+
+    def items(self) -> list[Any]:
+        if self._items is None:
+            self._items = loads(self.json)
+        return self._items
+
+
+@dataclass(slots=True)
+class _Part:
+    """Records [start, end) of one call: how the buffer holds them and a request sends them."""
+
+    records: _Records
+    start: int
+    end: int
+
+    @property
+    def count(self) -> int:
+        return self.end - self.start
+
+    def elements(self) -> bytes:
+        """The part's records as JSON array elements (no brackets), ready to join into a body."""
+        records = self.records
+        if self.start == 0 and self.end == records.count:
+            return records.json[1:-1]
+        return dumps_bytes(records.items()[self.start : self.end])[1:-1]
+
+    def split(self, count: int) -> tuple[_Part, _Part]:
+        middle = self.start + count
+        return _Part(self.records, self.start, middle), _Part(self.records, middle, self.end)
+
+    def payload(self) -> dict[str, Any]:
+        """The first record as published (a rejected part is one record)."""
+        item: dict[str, Any] = self.records.items()[self.start]
+        return item
+
+    def origin(self) -> Origin | None:
+        records = self.records
+        return records.origin if records.origins is None else records.origins[self.start]
 
 
 def rejects_the_record(exc: FoundryError) -> bool:
@@ -95,12 +140,13 @@ class StreamOutput(StreamHandle[ModelT]):
     def _on_bind(self) -> None:
         self.info: StreamInfo | None = None
         self.on_rejected: Rejected | None = None
-        self._buffer: list[_Pending] = []
+        self._buffer: deque[_Part] = deque()
+        self._buffered = 0  # records in the buffer
         self._first_at = 0.0
         self._kick = asyncio.Event()
         self._space = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
-        self._inflight: list[_Pending] = []
+        self._inflight: list[_Part] = []
         #: Set by the driver while it holds records a transform returned: they are published before any other.
         self.before_publish: Callable[[], Awaitable[None]] | None = None
         self._urgent = False  # flush() asked: send without lingering until the buffer is empty
@@ -117,8 +163,9 @@ class StreamOutput(StreamHandle[ModelT]):
         self.info = await get_stream(self)
         self._flusher = asyncio.create_task(self._flush_loop(), name=f"flush-{self.alias}")
 
-    def _serialize(self, records: list[Any]) -> list[dict[str, Any]]:
-        """Validate every record (all before any is buffered) and dump them to JSON-ready dicts in one call."""
+    def _serialize(self, records: list[Any]) -> bytes:
+        """Validate every record (all before any is buffered) and encode them as one JSON array, in one call
+        into pydantic's core: the bytes a request body splices in, with no dict per record on the way."""
         model = self.model
         models = records
         if not all(type(r) is model for r in records):
@@ -128,8 +175,7 @@ class StreamOutput(StreamHandle[ModelT]):
                     models.append(as_model(model, record))
                 except ValidationError as exc:
                     raise RecordValidationError(self.alias, validation_message(exc), record) from exc
-        payloads: list[dict[str, Any]] = list_adapter(model).dump_python(models, mode="json", by_alias=True)
-        return payloads
+        return list_adapter(model).dump_json(models, by_alias=True)
 
     async def publish(self, record: ModelT | dict[str, Any]) -> None:
         """Validate and buffer one record; waits only when the buffer is full (backpressure)."""
@@ -144,25 +190,25 @@ class StreamOutput(StreamHandle[ModelT]):
             await self.before_publish()
         records = list(records)
         if records:
-            await self._buffer_payloads(self._serialize(records), origins)
+            if origins is not None and len(origins) != len(records):
+                raise ValueError(f"publish_many: {len(records)} records but {len(origins)} origins")
+            await self._buffer_records(self._serialize(records), len(records), origins)
 
-    async def _buffer_payloads(self, payloads: list[dict[str, Any]], origins: Sequence[Origin | None] | None) -> None:
+    async def _buffer_records(self, json: bytes, count: int, origins: Sequence[Origin | None] | None) -> None:
         if self._flusher is None:
             raise RuntimeError(f"output {self.alias!r} is not open")
         if self._flusher.done():
             self._flusher.result()  # re-raise why the flusher died
-        while len(self._buffer) >= 4 * self.batch_size:
+        while self._buffered >= 4 * self.batch_size:
             self._space.clear()
             self._kick.set()
             await self._space.wait()
-        if not self._buffer:
+        if not self._buffered:
             self._first_at = time.monotonic()
-        ticket = _Ticket(len(payloads))
-        if origins is None:
-            origin = current_origin()
-            self._buffer.extend([_Pending(p, ticket, origin) for p in payloads])
-        else:
-            self._buffer.extend([_Pending(p, ticket, o) for p, o in zip(payloads, origins, strict=True)])
+        ticket = _Ticket(count)
+        origin = current_origin() if origins is None else None
+        self._buffer.append(_Part(_Records(json, count, ticket, origin, origins), 0, count))
+        self._buffered += count
         track(ticket.future)
         self._kick.set()
 
@@ -183,15 +229,15 @@ class StreamOutput(StreamHandle[ModelT]):
         while True:
             await self._kick.wait()
             self._kick.clear()
-            if not self._buffer:
+            if not self._buffered:
                 continue
             wait = self._first_at + self.linger_s - time.monotonic()
-            if len(self._buffer) < self.batch_size and wait > 0 and not self._urgent:
+            if self._buffered < self.batch_size and wait > 0 and not self._urgent:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._until_full(), wait)
-            chunk, self._buffer = self._buffer[: self.batch_size], self._buffer[self.batch_size :]
+            chunk = self._take(self.batch_size)
             self._first_at = time.monotonic()
-            if self._buffer:
+            if self._buffered:
                 self._kick.set()
             else:
                 self._urgent = False
@@ -202,91 +248,101 @@ class StreamOutput(StreamHandle[ModelT]):
             finally:
                 self._inflight = []
 
+    def _take(self, count: int) -> list[_Part]:
+        """The first `count` records of the buffer (a call's records split where the count ends)."""
+        chunk: list[_Part] = []
+        while count and self._buffer:
+            part = self._buffer[0]
+            if part.count > count:
+                part, self._buffer[0] = part.split(count)
+            else:
+                self._buffer.popleft()
+            chunk.append(part)
+            count -= part.count
+            self._buffered -= part.count
+        return chunk
+
     async def _until_full(self) -> None:
-        while len(self._buffer) < self.batch_size and not self._urgent:
+        while self._buffered < self.batch_size and not self._urgent:
             self._kick.clear()
             await self._kick.wait()
 
-    async def _send(self, chunk: list[_Pending]) -> None:
+    async def _send(self, chunk: list[_Part]) -> None:
         """Publish `chunk` in one request; on a per-record rejection, each half again (recursion depth is
         log2 of the batch size, and order is kept since the halves go one after the other)."""
         try:
-            await self._publish_records([p.payload for p in chunk])
+            await self._publish_records(b",".join([part.elements() for part in chunk]))
         except FoundryError as exc:
             if not rejects_the_record(exc):
                 _fail(chunk, exc)
-            elif len(chunk) == 1:
+            elif len(chunk) == 1 and chunk[0].count == 1:
                 await self._reject(chunk[0], exc)
             else:
-                middle = len(chunk) // 2
-                await self._send(chunk[:middle])
-                await self._send(chunk[middle:])
+                first, second = _halves(chunk)
+                await self._send(first)
+                await self._send(second)
             return
         except Exception as exc:
             _fail(chunk, exc)
             return
-        self.metrics.records += len(chunk)
+        self.metrics.records += sum(part.count for part in chunk)
         self.metrics.batches += 1
         _acknowledge(chunk)
 
-    async def _publish_records(self, records: list[dict[str, Any]]) -> None:
-        """publishRecords into the view opened; after a reset of the stream, into its new view (logged once)."""
+    async def _publish_records(self, elements: bytes) -> None:
+        """publishRecords into the view opened; after a reset of the stream, into its new view (logged once).
+        `elements`: the records' JSON, comma-separated, spliced into the body as they are."""
         path = stream_path(self.rid, self.branch, "/publishRecords", high_scale=True)
+        records = b'{"records":[' + elements + b"]"
         for _ in range(3):  # a stream reset again and again between two requests is an error, not a loop
             view = self.view_rid
-            body: dict[str, Any] = {"records": records, **({"viewRid": view} if view else {})}
+            body = records + (b',"viewRid":' + dumps_bytes(view) if view else b"") + b"}"
             try:
-                await self._post_json(path, body)
+                await self.client.request_json("POST", path, service="stream_proxy", data=body, headers=_JSON)
                 return
             except FoundryError as exc:
                 if not is_view_gone(exc):
                     raise
                 await self.refresh_view()
-        await self._post_json(path, {"records": records})
+        await self.client.request_json("POST", path, service="stream_proxy", data=records + b"}", headers=_JSON)
 
-    async def _post_json(self, path: str, body: dict[str, Any]) -> None:
-        """The body serialised once, to bytes (in Rust), and sent as they are: aiohttp's `json=` would make a
-        str of it and encode that again."""
-        data = dumps_bytes(body)
-        await self.client.request_json("POST", path, service="stream_proxy", data=data, headers=_JSON)
-
-    async def _reject(self, pending: _Pending, exc: FoundryError) -> None:
+    async def _reject(self, part: _Part, exc: FoundryError) -> None:
         """One record the server refuses: to `on_rejected` (the dead letters), else its publish fails."""
         self.metrics.invalid += 1
         reason = f"rejected by stream {self.alias!r}: {exc.status} {exc.error_name}"
+        ticket, payload, origin = part.records.ticket, part.payload(), part.origin()
         if self.on_rejected is None:
-            origin = pending.origin
-            pending.ticket.fail(
+            ticket.fail(
                 RecordValidationError(
                     self.alias,
                     f"{reason}; declare a DeadLetterOutput to keep such records and go on",
-                    pending.payload,
+                    payload,
                     partition=origin.partition if origin else None,
                     offset=origin.offset if origin else None,
                 )
             )
             return
         try:
-            await self.on_rejected(pending.payload, reason, pending.origin)
+            await self.on_rejected(payload, reason, origin)
         except Exception as dead_letter_exc:
-            pending.ticket.fail(dead_letter_exc)
+            ticket.fail(dead_letter_exc)
             return
-        pending.ticket.done()
+        ticket.done()
 
     def send_now(self) -> None:
         """Send what is buffered without waiting for the linger time (nor for the acknowledgements)."""
-        if self._buffer:
+        if self._buffered:
             self._urgent = True
             self._kick.set()
 
     @property
     def pending(self) -> int:
-        return len(self._buffer) + len(self._inflight)
+        return self._buffered + sum(part.count for part in self._inflight)
 
     async def flush(self) -> None:
         """Send everything buffered now and wait until the server acknowledged it."""
-        futures = list({id(p.ticket): p.ticket.future for p in self._inflight + self._buffer}.values())
-        if self._buffer:
+        futures = list({id(t): t.future for t in _tickets([*self._inflight, *self._buffer])}.values())
+        if self._buffered:
             self._urgent = True
             self._kick.set()
         if futures:
@@ -297,22 +353,40 @@ class StreamOutput(StreamHandle[ModelT]):
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._flusher
-        _fail(self._buffer, RuntimeError(f"output {self.alias!r} closed before the record was sent"))
-        self._buffer = []
+        _fail(list(self._buffer), RuntimeError(f"output {self.alias!r} closed before the record was sent"))
+        self._buffer.clear()
+        self._buffered = 0
 
 
-def _fail(chunk: list[_Pending], exc: BaseException) -> None:
-    for ticket in {id(p.ticket): p.ticket for p in chunk}.values():
+def _tickets(parts: Iterable[_Part]) -> list[_Ticket]:
+    return list({id(p.records.ticket): p.records.ticket for p in parts}.values())
+
+
+def _fail(chunk: list[_Part], exc: BaseException) -> None:
+    for ticket in _tickets(chunk):
         ticket.fail(exc)
 
 
-def _acknowledge(chunk: list[_Pending]) -> None:
-    """Count the chunk's records off their tickets: one call per run of records of one `publish_many`."""
-    run_start = 0
-    for i in range(1, len(chunk) + 1):
-        if i == len(chunk) or chunk[i].ticket is not chunk[run_start].ticket:
-            chunk[run_start].ticket.done(i - run_start)
-            run_start = i
+def _acknowledge(chunk: list[_Part]) -> None:
+    """Count the chunk's records off their tickets: one call per part (a run of one `publish_many`'s records)."""
+    for part in chunk:
+        part.records.ticket.done(part.count)
+
+
+def _halves(chunk: list[_Part]) -> tuple[list[_Part], list[_Part]]:
+    """The chunk's records in two halves by count, a part split where the middle falls."""
+    middle = sum(part.count for part in chunk) // 2
+    first: list[_Part] = []
+    for index, part in enumerate(chunk):
+        if middle >= part.count:
+            first.append(part)
+            middle -= part.count
+            continue
+        if not middle:
+            return first, chunk[index:]
+        head, tail = part.split(middle)
+        return [*first, head], [tail, *chunk[index + 1 :]]
+    return first, []
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:

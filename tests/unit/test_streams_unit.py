@@ -11,7 +11,7 @@ from aioresponses import aioresponses
 
 from framework._env.environment import Environment
 from framework._errors import ConfigError, PermissionDeniedError, RecordValidationError
-from framework._handles import AckTracker
+from framework._handles import AckTracker, Origin, origin_of
 from framework._http import FoundryClient
 from framework._streams.input import StreamInput
 from framework._streams.output import StreamOutput
@@ -152,6 +152,35 @@ async def test_schema_rejection_splits_the_batch_and_reports_only_the_rejected(
         assert [p for p, _ in rejected] == [{"twice_x": 4}]
         assert "RecordDoesNotMatchStreamSchema" in rejected[0][1]
         assert out.metrics.invalid == 1 and out.metrics.records == 5
+    finally:
+        await out.close()
+
+
+async def test_calls_split_across_batches_and_halves_keep_records_origins_and_order(
+    env: Environment, client: FoundryClient, mock: aioresponses
+) -> None:
+    """Each call's records are encoded once; a batch boundary or a rejected half that falls inside a call
+    sends part of it, with the values published (a model changed afterwards changes nothing) and the input
+    position of each record."""
+    sent = Publishes(mock, "doubled", reject=lambda r: r["twice_x"] in (4, 9))
+    out = await opened_output(env, client, mock, batch_size=4, linger_ms=10_000)
+    rejected: list[tuple[dict[str, int], Origin | None]] = []
+
+    async def on_rejected(payload: dict[str, int], error: str, origin: Origin | None) -> None:
+        rejected.append((payload, origin))
+
+    out.on_rejected = on_rejected
+    try:
+        first = [Doubled(twice_x=i) for i in range(3)]
+        await out.publish_many(first, [Origin("numbers", "0", 10 + i) for i in range(3)])
+        first[2].twice_x = 99  # after publishing: not what is sent
+        with origin_of(Origin("numbers", "1", 7)):
+            await out.publish_many(Doubled(twice_x=i) for i in range(3, 10))
+        await out.flush()
+        assert [r["twice_x"] for batch in sent.batches for r in batch] == [0, 1, 2, 3, 5, 6, 7, 8]
+        assert sent.batches[0] == [{"twice_x": i} for i in range(4)]  # 3 of the first call, 1 of the second
+        assert rejected == [({"twice_x": 4}, Origin("numbers", "1", 7)), ({"twice_x": 9}, Origin("numbers", "1", 7))]
+        assert out.pending == 0 and out.metrics.records == 8 and out.metrics.invalid == 2
     finally:
         await out.close()
 
