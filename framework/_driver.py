@@ -23,7 +23,8 @@ from ._streams.output import Rejected, StreamOutput
 from ._transforming import Transformer
 
 Mode = Literal["transform", "transform_batch", "run"]
-_Queue = asyncio.Queue[tuple[InputBatch[Any], AckTracker] | None]
+_Item = tuple[InputBatch[Any], AckTracker]
+_Queue = asyncio.Queue[_Item | None]
 #: The first wait after an empty read; it doubles while reads stay empty, up to CONNECTOR_POLL_INTERVAL_MS.
 IDLE_FIRST_S = 0.002
 
@@ -257,11 +258,27 @@ class Driver:
         return None
 
     async def _commit_loop(self, source: StreamInput[Any], queue: _Queue, slots: asyncio.Semaphore) -> None:
-        while (item := await queue.get()) is not None:
+        """Commit each batch once its writes are acknowledged, in read order. The batches queued behind it
+        whose writes are acknowledged already go in the same commit: one request where a connector reading
+        ahead would send one per batch."""
+        item = await queue.get()
+        while item is not None:
             batch, tracker = item
             await tracker.wait()
-            await source.commit(batch.positions, view_rid=batch.view_rid)
-            slots.release()
+            positions, view, count = dict(batch.positions), batch.view_rid, 1
+            following: list[_Item | None] = []  # the first queued item that is not merged, if one was taken
+            while not queue.empty():
+                after = queue.get_nowait()
+                if after is None or not after[1].acknowledged or after[0].view_rid != view:
+                    following.append(after)
+                    break
+                for partition, last in after[0].positions.items():
+                    positions[partition] = max(last, positions.get(partition, -1))
+                count += 1
+            await source.commit(positions, view_rid=view)
+            for _ in range(count):
+                slots.release()
+            item = following[0] if following else await queue.get()
 
     async def _process(self, batch: InputBatch[Any], mode: Mode) -> None:
         token = _current_batch.set(batch)

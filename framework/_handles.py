@@ -283,6 +283,11 @@ class AckTracker:
         elif self.pending:
             await asyncio.gather(*self.pending)
 
+    @property
+    def acknowledged(self) -> bool:
+        """Every write acknowledged already (none failed, none pending): `wait` would return at once."""
+        return all(f.done() and not f.cancelled() and f.exception() is None for f in self.pending)
+
     @contextmanager
     def active(self) -> Iterator[AckTracker]:
         token = _current_tracker.set(self)

@@ -277,7 +277,10 @@ class StreamInput(StreamHandle[ModelT]):
             if not entries:
                 continue
             key = str(partition)
-            offsets = [int(entry["offset"]) for entry in entries]
+            if key in validated:  # offsets are ints already
+                offsets = [entry["offset"] for entry in entries]
+            else:
+                offsets = [int(entry["offset"]) for entry in entries]
             batch.positions[key] = max(max(offsets), batch.positions.get(key, -1))
             if key in validated:
                 batch.records += [entry["value"] for entry in entries]
