@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic_settings import BaseSettings
 from structlog.stdlib import BoundLogger
 
+from ._env.environment import ResourceRef
 from ._env.settings import load_settings
 from ._errors import ConfigError
 from ._handles import Binding, Handle, declared_handles
@@ -117,7 +118,7 @@ class Connector:
             bound = declared.bind(
                 Binding(
                     alias=declared.alias,
-                    ref=env.ref(declared.alias),
+                    ref=env.ref(declared.alias) if declared.resource else ResourceRef(rid=""),
                     client=client,
                     runtime=env.runtime,
                     log=self.log.bind(alias=declared.alias),
