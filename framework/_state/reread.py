@@ -2,11 +2,11 @@
 which rebuilds the windows by re-reading the input from its committed position, rebuilds every window whole.
 
 Each window (a key and a start) has, per input partition ("source/partition", a slot), the first and last
-offset of its records: the records folded into it, the late records of its time (dead-lettered, so that a
-re-read decides them again with the window's other records), and the record that closed it (so that a window
-is not given up before its result is acknowledged). A commit position vector P (per slot, the next offset a
+offset of its records: the records folded into it and the late records of its time (dead-lettered, so that a
+re-read decides them again with the window's other records). A commit position vector P (per slot, the next offset a
 restart reads) is valid when every window is either wholly before P (closed, every record below P in every
-slot: never re-read) or wholly at or after P (re-read, so rebuilt whole); an open window must be after.
+slot: never re-read) or wholly at or after P (re-read, so rebuilt whole); an open window must be after, and
+so must a closed one until the record that closed it is acknowledged (its result was published with it).
 
 The valid vectors are closed under the per-slot maximum, so there is a greatest one below any bound (what is
 acknowledged): start at the bound lowered to each open window's first offsets, then lower every slot of a
@@ -42,6 +42,7 @@ class Holds:
     def __init__(self) -> None:
         self._ranges: dict[WindowId, dict[str, Range]] = {}
         self._closed: dict[str, set[WindowId]] = {}  # key -> its closed windows still held
+        self._closers: dict[WindowId, tuple[str, int]] = {}  # closed window -> the record that closed it, until acked
         self._adds = 0
         self._cache: dict[str, tuple[int, dict[str, int], dict[str, int]]] = {}  # source -> (adds, bound, P)
 
@@ -85,8 +86,8 @@ class Holds:
         """`window` was closed (and its result given) by the record at `offset` of `slot`."""
         if window not in self._ranges:
             return
-        self._extend(window, slot, offset)
         self._closed.setdefault(window[0], set()).add(window)
+        self._closers[window] = (slot, offset)
 
     def late(self, key: str, starts: Iterable[int] | None, slot: str, offset: int) -> None:
         """A record too late for the closed windows of `key` at `starts` (None: every closed window of `key`, as
@@ -116,17 +117,21 @@ class Holds:
         at = dict(bound)
         closed = {w for windows in self._closed.values() for w in windows}
         by_last: dict[str, list[tuple[int, WindowId]]] = {}
+        kept: set[WindowId] = set()
         for window, ranges in self._ranges.items():
-            if window in closed:
-                for slot, (_, last) in ranges.items():
-                    by_last.setdefault(slot, []).append((last, window))
+            if window not in closed:
+                self._lower(at, window)  # open: re-read whole
                 continue
-            for slot, (first, _) in ranges.items():
-                if first < at.get(slot, first + 1):
-                    at[slot] = first
+            for slot, (_, last) in ranges.items():
+                by_last.setdefault(slot, []).append((last, window))
+        for window, (slot, offset) in list(self._closers.items()):
+            if offset < bound.get(slot, 0):
+                del self._closers[window]  # the record that closed it (and its result) is acknowledged
+            else:
+                kept.add(window)  # its result may not be published yet: re-read whole
+                self._lower(at, window)
         for entries in by_last.values():
             entries.sort(reverse=True)
-        kept: set[WindowId] = set()
         done = dict.fromkeys(by_last, 0)
         work = list(by_last)
         while work:  # bounded: each (slot, closed window) entry is taken once; a slot is queued when P drops
@@ -135,18 +140,23 @@ class Holds:
             while i < len(entries) and (slot not in at or entries[i][0] >= at[slot]):
                 window = entries[i][1]
                 i += 1
-                if window in kept:
-                    continue
-                kept.add(window)  # it has a record a restart re-reads: it must be re-read whole
-                for other, (first, _) in self._ranges[window].items():
-                    if first < at.get(other, first + 1):
-                        at[other] = first
-                        work.append(other)
+                if window not in kept:
+                    kept.add(window)  # it has a record a restart re-reads: it must be re-read whole
+                    work += [s for s in self._lower(at, window) if s in by_last]
             done[slot] = i
         for window in closed - kept:  # wholly before: never re-read again
             self._forget_closed(window)
             del self._ranges[window]
         return at
+
+    def _lower(self, at: dict[str, int], window: WindowId) -> list[str]:
+        """Lower `at` to `window`'s first offsets; the slots lowered."""
+        lowered = []
+        for slot, (first, _) in self._ranges[window].items():
+            if first < at.get(slot, first + 1):
+                at[slot] = first
+                lowered.append(slot)
+        return lowered
 
     def _extend(self, window: WindowId, slot: str, offset: int) -> None:
         ranges = self._ranges[window]
