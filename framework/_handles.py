@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, NamedTuple, S
 
 from pydantic import BaseModel, TypeAdapter
 
+from ._env.environment import ResourceRef
 from ._errors import ConfigError, ConnectorError
 
 if TYPE_CHECKING:
     from structlog.stdlib import BoundLogger
 
-    from ._env.environment import ResourceRef
+    from ._env.environment import Environment
     from ._env.settings import RuntimeSettings
     from ._http import FoundryClient
 
@@ -200,6 +201,11 @@ def declared_handles(cls: type) -> dict[str, Handle]:
     for klass in reversed(cls.__mro__):
         found.update({k: v for k, v in vars(klass).items() if isinstance(v, Handle)})
     return found
+
+
+def ref_of(handle: Handle, env: Environment) -> ResourceRef:
+    """What `handle` binds to: its alias in RESOURCE_ALIAS_MAP, or no resource when it is none."""
+    return env.ref(handle.alias) if handle.resource else ResourceRef(rid="")
 
 
 def declared_resources(cls: type) -> dict[str, Handle]:

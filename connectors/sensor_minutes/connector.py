@@ -128,3 +128,19 @@ class SensorMinutes(Connector):
         if rows:
             await self.minutes_table.append(rows)
         return rows
+
+
+class SensorMinutesReread(SensorMinutes):
+    """The same minutes with no state resource: no changelog stream, no snapshot dataset. The input's commits are
+    held at the earliest reading a minute still needs, and a restart rebuilds the minutes by reading the input
+    again from there (up to a minute + grace of readings re-processed). `connector run
+    connectors.sensor_minutes:SensorMinutesReread`"""
+
+    windows = Windowed(
+        "state",
+        window=Tumbling(timedelta(minutes=1)),
+        aggregate=Stats(),
+        key="sensor",
+        time="ts",
+        checkpoint="reread",
+    )
