@@ -12,6 +12,7 @@ Run it: `connector run connectors.sensor_minutes:SensorMinutes`
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -88,6 +89,13 @@ class MinutesSettings(BaseSettings):
     snapshot_every: int = 100_000  # changelog entries between snapshots of the windows to `state_snapshots`
 
 
+def minute_windows(**options: Any) -> Windowed[Reading, MinuteStats, MinuteStats]:
+    """Each sensor's one-minute windows (`options`: how they are checkpointed)."""
+    return Windowed(
+        "state", window=Tumbling(timedelta(minutes=1)), aggregate=Stats(), key="sensor", time="ts", **options
+    )
+
+
 class SensorMinutes(Connector):
     settings_model = MinutesSettings
     settings: MinutesSettings
@@ -96,15 +104,7 @@ class SensorMinutes(Connector):
     minutes = StreamOutput[SensorMinute]("minutes")
     minutes_table = DatasetOutput("minutes_table", model=SensorMinute)
     dead_letters = DeadLetterOutput("dead_letters")
-    windows = Windowed(
-        "state",
-        window=Tumbling(timedelta(minutes=1)),
-        aggregate=Stats(),
-        key="sensor",
-        time="ts",
-        grace=timedelta(0),
-        snapshots="state_snapshots",
-    )
+    windows = minute_windows(snapshots="state_snapshots")
 
     def __init__(self, env: Environment, client: FoundryClient, log: BoundLogger | None = None) -> None:
         super().__init__(env, client, log)
@@ -136,11 +136,4 @@ class SensorMinutesReread(SensorMinutes):
     again from there (up to a minute + grace of readings re-processed). `connector run
     connectors.sensor_minutes:SensorMinutesReread`"""
 
-    windows = Windowed(
-        "state",
-        window=Tumbling(timedelta(minutes=1)),
-        aggregate=Stats(),
-        key="sensor",
-        time="ts",
-        checkpoint="reread",
-    )
+    windows = minute_windows(checkpoint="reread")
