@@ -7,6 +7,7 @@ whole, never partially. Every `MINUTES_SNAPSHOT_EVERY` entries (100,000) the who
 dataset `state_snapshots`, so a restart replays only the changelog after the latest snapshot.
 
 Run it: `connector run connectors.sensor_minutes:SensorMinutes`
+`SensorMinutesReread` is the same with `checkpoint="reread"`: no changelog, no snapshots, the input re-read.
 """
 
 from __future__ import annotations
