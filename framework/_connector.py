@@ -16,7 +16,7 @@ from structlog.stdlib import BoundLogger
 
 from ._env.settings import load_settings
 from ._errors import ConfigError
-from ._handles import Binding, Handle, declared_handles
+from ._handles import Binding, Handle, declared_handles, ref_of
 from ._logging import get_logger
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class Connector:
             bound = declared.bind(
                 Binding(
                     alias=declared.alias,
-                    ref=env.ref(declared.alias),
+                    ref=ref_of(declared, env),
                     client=client,
                     runtime=env.runtime,
                     log=self.log.bind(alias=declared.alias),

@@ -24,7 +24,7 @@ import aiohttp
 
 from ._connector import Connector
 from ._errors import ConfigError
-from ._handles import Handle, declared_handles
+from ._handles import Handle, declared_resources
 from ._streams.schema import stream_schema
 from .testing import FakeFoundry, Job, fake_process
 
@@ -81,7 +81,7 @@ async def _resources(foundry: FakeFoundry, cls: type[Connector]) -> tuple[dict[s
     """Every declared handle's resource, found again by name or created (streams from their models)."""
     existing = {(r["type"], r["name"]): r["rid"] for r in (await foundry.call("GET", "/_fake/resources"))["data"]}
     rids: dict[str, str] = {}
-    handles = list(declared_handles(cls).values())
+    handles = list(declared_resources(cls).values())
     for h in handles:
         if (h.kind, h.alias) in existing:
             rids[h.alias] = existing[(h.kind, h.alias)]

@@ -16,7 +16,7 @@ from ._errors import ConfigError, FoundryError
 from ._handles import AckTracker, Handle, Origin
 from ._responses import CONNECTION_FAULTS
 from ._schemas import check_schema, check_summary
-from ._state.checkpoint import restore_state
+from ._state.checkpoint import held_positions, holds_inputs, restore_state
 from ._streams.dead_letters import DeadLetterOutput
 from ._streams.input import InputBatch, StreamInput
 from ._streams.output import Rejected, StreamOutput
@@ -49,11 +49,11 @@ class Driver:
 
     @property
     def inputs(self) -> list[Handle]:
-        return [h for h in self.handles.values() if h.direction == "input"]
+        return [h for h in self.handles.values() if h.direction == "input" and h.resource]
 
     @property
     def outputs(self) -> list[Handle]:
-        return [h for h in self.handles.values() if h.direction == "output"]
+        return [h for h in self.handles.values() if h.direction == "output" and h.resource]
 
     @property
     def dead_letters(self) -> DeadLetterOutput | None:
@@ -95,7 +95,8 @@ class Driver:
         """
         self.mode()
         failures: list[Exception] = []
-        for handle in self.handles.values():
+        resources = [h for h in self.handles.values() if h.resource]
+        for handle in resources:
             try:
                 await handle.check()
             except CONNECTION_FAULTS as exc:
@@ -111,7 +112,7 @@ class Driver:
                 if not await check_schema(handle, self.log, failures):
                     self.log.info("check ok", alias=handle.alias, kind=handle.kind, rid=handle.rid,
                                   branch=handle.branch)  # fmt: skip
-        check_summary(self.log, len(self.handles), len(failures))
+        check_summary(self.log, len(resources), len(failures))
         if failures:
             raise failures[0]
 
@@ -259,8 +260,13 @@ class Driver:
 
     async def _commit_loop(self, source: StreamInput[Any], queue: _Queue, slots: asyncio.Semaphore) -> None:
         """Commit each batch once its writes are acknowledged, in read order. The batches queued behind it
-        whose writes are acknowledged already go in the same commit: one request where a connector reading
-        ahead would send one per batch."""
+        whose writes are acknowledged already go in the same commit: one request where a connector reading ahead
+        would send one per batch. A state handle that holds its input (`Windowed(checkpoint="reread")`) lowers
+        what is committed: then every partition acknowledged so far is committed up to its hold (a hold released
+        by another partition's records is committed too), never back."""
+        holding = holds_inputs(self.handles.values())
+        acked: dict[str, int] = {}  # partition -> last offset acknowledged, in the view `acked_view`
+        acked_view: str | None = None
         item = await queue.get()
         while item is not None:
             batch, tracker = item
@@ -275,6 +281,13 @@ class Driver:
                 for partition, last in after[0].positions.items():
                     positions[partition] = max(last, positions.get(partition, -1))
                 count += 1
+            if holding:
+                if view != acked_view:
+                    acked, acked_view = {}, view
+                for partition, last in positions.items():
+                    acked[partition] = max(acked.get(partition, -1), last)
+                held = held_positions(self.handles.values(), source.alias, acked)
+                positions = {p: last for p, last in held.items() if last >= source.committed.get(p, 0)}
             await source.commit(positions, view_rid=view)
             for _ in range(count):
                 slots.release()

@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, NamedTuple, S
 
 from pydantic import BaseModel, TypeAdapter
 
+from ._env.environment import ResourceRef
 from ._errors import ConfigError, ConnectorError
 
 if TYPE_CHECKING:
     from structlog.stdlib import BoundLogger
 
-    from ._env.environment import ResourceRef
+    from ._env.environment import Environment
     from ._env.settings import RuntimeSettings
     from ._http import FoundryClient
 
@@ -127,6 +128,12 @@ class Handle:
         return self._binding
 
     @property
+    def resource(self) -> bool:
+        """Whether the handle is a resource of the job (an alias of RESOURCE_ALIAS_MAP, opened and checked); a
+        state handle that rebuilds itself by re-reading its input is not."""
+        return True
+
+    @property
     def rid(self) -> str:
         return self.binding.ref.rid
 
@@ -194,6 +201,16 @@ def declared_handles(cls: type) -> dict[str, Handle]:
     for klass in reversed(cls.__mro__):
         found.update({k: v for k, v in vars(klass).items() if isinstance(v, Handle)})
     return found
+
+
+def ref_of(handle: Handle, env: Environment) -> ResourceRef:
+    """What `handle` binds to: its alias in RESOURCE_ALIAS_MAP, or no resource when it is none."""
+    return env.ref(handle.alias) if handle.resource else ResourceRef(rid="")
+
+
+def declared_resources(cls: type) -> dict[str, Handle]:
+    """The declared handles that are resources of the job (what the alias map, a stack file, a check name)."""
+    return {name: handle for name, handle in declared_handles(cls).items() if handle.resource}
 
 
 # Ack tracking: writes made while the framework processes an input batch are collected here, so the

@@ -25,7 +25,7 @@ from ._env.settings import RuntimeSettings
 from ._env.settings_doc import unknown_variables
 from ._errors import ConfigError, FoundryError
 from ._functions import FunctionEnvironment, FunctionModule, is_function_mode, serve_function_module
-from ._handles import declared_handles
+from ._handles import declared_resources
 from ._health import HealthServer
 from ._http import FoundryClient, RetryPolicy
 from ._loading import Runnable
@@ -222,7 +222,7 @@ def main_run(spec_or_cls: str | Runnable, *, check: bool = False, environ: Mappi
         _register_secrets(env)
         if check:
             return asyncio.run(check_connector(cls, env, log=log))
-        for handle in declared_handles(cls).values():
+        for handle in declared_resources(cls).values():
             env.ref(handle.alias)  # fail before connecting when an alias is missing
         if runtime.workers > 1 and runtime.worker_index is None:
             spec = spec_or_cls if isinstance(spec_or_cls, str) else spec_of(cls)

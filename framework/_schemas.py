@@ -22,7 +22,7 @@ from ._datasets.arrow import schema_for
 from ._datasets.handles import DatasetOutput
 from ._datasets.schema import foundry_dataset_schema
 from ._errors import ConfigError, FoundryError
-from ._handles import Handle, declared_handles
+from ._handles import Handle, declared_handles, declared_resources
 from ._streams.api import StreamHandle, stream_path
 from ._streams.input import StreamInput
 from ._streams.schema import stream_schema
@@ -55,7 +55,7 @@ def stack_file(cls: type, spec: str, job: str) -> dict[str, Any]:
     stack: dict[str, Any] = {"streams": {}, "datasets": {}, "media_sets": {}}
     inputs: dict[str, str] = {}
     outputs: dict[str, str] = {}
-    for handle in declared_handles(cls).values():
+    for handle in declared_resources(cls).values():
         if isinstance(handle, StreamHandle):
             stack["streams"][handle.alias] = {"schema": stream_schema(handle.model)}
         elif handle.kind == "dataset":

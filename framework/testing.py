@@ -77,7 +77,7 @@ from ._driver import Driver
 from ._env.environment import Environment, ResourceRef, load_environment
 from ._fault_testing import Faults
 from ._function_testing import Contour, ContourResult, Runtime
-from ._handles import Binding, Handle
+from ._handles import Binding, Handle, ref_of
 from ._http import FoundryClient
 from ._state.event_time import advance_watermark, partitions_of, publish_at
 from ._streams.input import StreamInput
@@ -121,7 +121,7 @@ def bind_handle(
     """
     binding = Binding(
         alias=handle.alias,
-        ref=ref or env.ref(handle.alias),
+        ref=ref or ref_of(handle, env),
         client=client,
         runtime=env.runtime,
         log=log or structlog.get_logger(),

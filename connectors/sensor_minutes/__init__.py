@@ -1,3 +1,3 @@
-from .connector import MinuteStats, Reading, SensorMinute, SensorMinutes, Stats
+from .connector import MinuteStats, Reading, SensorMinute, SensorMinutes, SensorMinutesReread, Stats
 
-__all__ = ["MinuteStats", "Reading", "SensorMinute", "SensorMinutes", "Stats"]
+__all__ = ["MinuteStats", "Reading", "SensorMinute", "SensorMinutes", "SensorMinutesReread", "Stats"]

@@ -7,11 +7,13 @@ whole, never partially. Every `MINUTES_SNAPSHOT_EVERY` entries (100,000) the who
 dataset `state_snapshots`, so a restart replays only the changelog after the latest snapshot.
 
 Run it: `connector run connectors.sensor_minutes:SensorMinutes`
+`SensorMinutesReread` is the same with `checkpoint="reread"`: no changelog, no snapshots, the input re-read.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -88,6 +90,13 @@ class MinutesSettings(BaseSettings):
     snapshot_every: int = 100_000  # changelog entries between snapshots of the windows to `state_snapshots`
 
 
+def minute_windows(**options: Any) -> Windowed[Reading, MinuteStats, MinuteStats]:
+    """Each sensor's one-minute windows (`options`: how they are checkpointed)."""
+    return Windowed(
+        "state", window=Tumbling(timedelta(minutes=1)), aggregate=Stats(), key="sensor", time="ts", **options
+    )
+
+
 class SensorMinutes(Connector):
     settings_model = MinutesSettings
     settings: MinutesSettings
@@ -96,15 +105,7 @@ class SensorMinutes(Connector):
     minutes = StreamOutput[SensorMinute]("minutes")
     minutes_table = DatasetOutput("minutes_table", model=SensorMinute)
     dead_letters = DeadLetterOutput("dead_letters")
-    windows = Windowed(
-        "state",
-        window=Tumbling(timedelta(minutes=1)),
-        aggregate=Stats(),
-        key="sensor",
-        time="ts",
-        grace=timedelta(0),
-        snapshots="state_snapshots",
-    )
+    windows = minute_windows(snapshots="state_snapshots")
 
     def __init__(self, env: Environment, client: FoundryClient, log: BoundLogger | None = None) -> None:
         super().__init__(env, client, log)
@@ -128,3 +129,12 @@ class SensorMinutes(Connector):
         if rows:
             await self.minutes_table.append(rows)
         return rows
+
+
+class SensorMinutesReread(SensorMinutes):
+    """The same minutes with no state resource: no changelog stream, no snapshot dataset. The input's commits are
+    held at the earliest reading a minute still needs, and a restart rebuilds the minutes by reading the input
+    again from there (up to a minute + grace of readings re-processed). `connector run
+    connectors.sensor_minutes:SensorMinutesReread`"""
+
+    windows = minute_windows(checkpoint="reread")

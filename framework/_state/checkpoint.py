@@ -25,6 +25,7 @@ from .._errors import ConfigError, ConnectorError
 from .._handles import Binding, Handle, current_origin
 from .._streams.api import get_stream, is_view_gone, stream_path
 from .._streams.output import StreamOutput
+from .reread import Holds, bound_of
 from .snapshot import SCHEMA, Row, Snapshots, every_of
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ class _StopAfterFailure:
 
 
 Position = tuple[str, str, int]  # (source alias, partition, offset)
+Checkpoint = Literal["changelog", "reread"]
 
 
 class StateHandle(Handle):
@@ -102,6 +104,7 @@ class StateHandle(Handle):
 
     direction: ClassVar[Literal["input", "output"]] = "output"
     kind: ClassVar[Literal["stream", "dataset", "media_set"]] = "stream"
+    changelog: StreamOutput[ChangelogEntry]  # bound with checkpoint="changelog" only
 
     def __init__(
         self,
@@ -110,8 +113,18 @@ class StateHandle(Handle):
         max_keys: int = 1_000_000,
         snapshots: str | None = None,
         snapshot_every: int | timedelta = 100_000,
+        checkpoint: Checkpoint = "changelog",
     ) -> None:
         super().__init__(alias)
+        name = f"{type(self).__name__}({alias!r})"
+        if checkpoint not in ("changelog", "reread"):
+            raise ConfigError(f"{name}: checkpoint must be 'changelog' or 'reread', got {checkpoint!r}")
+        if checkpoint == "reread" and snapshots is not None:
+            raise ConfigError(
+                f"{name}: snapshots= needs checkpoint='changelog' (a re-read state has no changelog to shorten): "
+                "drop one of them"
+            )
+        self.checkpoint = checkpoint
         if max_keys < 1:
             raise ConfigError(f"{type(self).__name__}({alias!r}): max_keys must be at least 1, got {max_keys}")
         if snapshots is not None and (not isinstance(snapshots, str) or not snapshots or snapshots == alias):
@@ -120,7 +133,22 @@ class StateHandle(Handle):
         self.max_keys = max_keys
         self.snapshot_alias, self.snapshot_every = snapshots, snapshot_every
 
+    @property
+    def resource(self) -> bool:
+        return self.checkpoint == "changelog"
+
     def _on_bind(self) -> None:
+        self.inputs: dict[str, StreamInput[Any]] = {}
+        self.dead_letters: DeadLetterOutput | None = None
+        self.restored = 0  # changelog entries replayed at start-up (after the snapshot, when there is one)
+        self.restored_from: int | None = None  # the changelog offset of the snapshot restored, if any
+        self.skipped = 0  # state updates skipped because their input position was already applied
+        self._busy = 0  # changes under way (awaiting a publish): no snapshot is taken while one is
+        self.snapshots: Snapshots | None = None
+        self._guard: _StopAfterFailure | None = None
+        self._holds: Holds | None = None  # checkpoint="reread" (windows): the input offsets still needed
+        if not self.resource:
+            return
         binding = self.binding
         self._guard = _StopAfterFailure(binding.client)
         guarded = Binding(
@@ -128,7 +156,6 @@ class StateHandle(Handle):
             binding.connector_name, binding.metrics,
         )  # fmt: skip
         self.changelog = StreamOutput(self.alias, model=ChangelogEntry).bind(guarded)
-        self.snapshots: Snapshots | None = None
         if self.snapshot_alias is not None:
             alias = self.snapshot_alias
             ref = binding.client.env.ref(alias)
@@ -138,24 +165,22 @@ class StateHandle(Handle):
                 )
             )
             self.snapshots = Snapshots(self, output, self.snapshot_every)
-        self.inputs: dict[str, StreamInput[Any]] = {}
-        self.dead_letters: DeadLetterOutput | None = None
-        self.restored = 0  # changelog entries replayed at start-up (after the snapshot, when there is one)
-        self.restored_from: int | None = None  # the changelog offset of the snapshot restored, if any
-        self.skipped = 0  # state updates skipped because their input position was already applied
-        self._busy = 0  # changes under way (awaiting a publish): no snapshot is taken while one is
 
     @property
     def broken(self) -> BaseException | None:
         """Why the changelog stopped publishing (a failed request), or None."""
-        return self._guard.broken
+        return self._guard.broken if self._guard is not None else None
 
     async def check(self) -> None:
+        if not self.resource:
+            return
         await self.changelog.check()
         if self.snapshots is not None:
             await self.snapshots.output.check()
 
     async def open(self) -> None:
+        if not self.resource:
+            return
         await self.changelog.open()
         info = self.changelog.info
         if info is not None and info.partitions != 1:
@@ -165,9 +190,12 @@ class StateHandle(Handle):
             )
 
     async def flush(self) -> None:
-        await self.changelog.flush()
+        if self.resource:
+            await self.changelog.flush()
 
     async def close(self) -> None:
+        if not self.resource:
+            return
         if self.snapshots is not None:
             await self.snapshots.close()
         await self.changelog.close()
@@ -181,6 +209,10 @@ class StateHandle(Handle):
         taken before the reset is ignored).
         """
         self.inputs, self.dead_letters = dict(inputs), dead_letters
+        if not self.resource:
+            floors = await self._reread()
+            self.log.info("state re-reading", alias=self.alias, positions=self.read_from(), watermarks=floors)
+            return
         started = time.monotonic()
         self.log.info("state restoring", alias=self.alias, rid=self.rid, snapshots=self.snapshot_alias)
         loaded = await self.snapshots.load() if self.snapshots is not None else None
@@ -222,6 +254,19 @@ class StateHandle(Handle):
     def _restored(self) -> None:
         """After the last entry was applied (rebuild indexes)."""
 
+    async def _reread(self) -> dict[str, int]:
+        """checkpoint="reread": the start-up instead of a restore (the input is read again from its held
+        position); returns the watermarks it starts from."""
+        raise NotImplementedError
+
+    def held(self, source: str, acked: Mapping[str, int]) -> dict[str, int] | None:
+        """checkpoint="reread": per partition of input `source`, the last offset that may be committed given
+        `acked` (its acknowledged last offsets): at most those, lower where a window still needs a record."""
+        if self._holds is None:
+            return None
+        at = self._holds.hold(source, bound_of(self.read_from(), source, acked))
+        return {p: min(last, at.get(f"{source}/{p}", last + 1) - 1) for p, last in acked.items()}
+
     def snapshot_rows(self) -> Iterable[Row]:
         """The whole state as `(kind, key, value)` strings (a copy: taken at once, written later)."""
         raise NotImplementedError
@@ -253,6 +298,16 @@ class StateHandle(Handle):
             )
         return (current.source, current.partition, current.offset)
 
+    def _committed(self, slot: str) -> int:
+        """The committed position (next offset to read) of "source/partition"."""
+        source, _, partition = slot.rpartition("/")
+        handle = self.inputs.get(source)
+        return handle.committed.get(partition, 0) if handle is not None else 0
+
+    def read_from(self) -> dict[str, int]:
+        """`{"source/partition": committed position}` of every input: where a restart reads from."""
+        return {f"{alias}/{p}": nxt for alias, handle in self.inputs.items() for p, nxt in handle.committed.items()}
+
     def _check_limit(self, adding: int) -> None:
         if self.size + adding > self.max_keys:
             raise StateLimitError(
@@ -275,7 +330,9 @@ class StateHandle(Handle):
             await self.snapshots.after_change(lambda: self.broken is not None)
 
     async def _write(self, position: Position, changes: Iterable[tuple[str, str | None]], **extra: Any) -> None:
-        """Publish one entry (tracked by the input batch being processed, like any output)."""
+        """Publish one entry (tracked by the input batch being processed, like any output); none when re-reading."""
+        if not self.resource:
+            return
         source, partition, offset = position
         body = json.dumps(list(changes), separators=(",", ":"))
         await self.changelog.publish(
@@ -305,6 +362,21 @@ async def read_changelog(handle: Handle, *, start: int = 0) -> AsyncIterator[Cha
             offset = int(page[-1]["offset"]) + 1
         else:
             raise ConnectorError(f"state {handle.alias!r}: changelog longer than {MAX_RESTORE_PAGES} pages")
+
+
+def holds_inputs(handles: Iterable[Handle]) -> bool:
+    """Whether any state handle holds its input's commits (checkpoint="reread")."""
+    return any(isinstance(h, StateHandle) and h.checkpoint == "reread" for h in handles)
+
+
+def held_positions(handles: Iterable[Handle], source: str, acked: Mapping[str, int]) -> dict[str, int]:
+    """The driver's commit of input `source`: its acknowledged last offsets `acked`, lowered by every hold."""
+    positions = dict(acked)
+    for handle in handles:
+        held = handle.held(source, acked) if isinstance(handle, StateHandle) else None
+        for partition, last in (held or {}).items():
+            positions[partition] = min(positions.get(partition, last), last)
+    return positions
 
 
 async def restore_state(

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from .._errors import ConfigError
 from .._handles import ModelT
-from .checkpoint import ChangelogEntry, Position, StateHandle
+from .checkpoint import ChangelogEntry, Checkpoint, Position, StateHandle
 from .snapshot import Row
 
 #: A deleted key's positions are kept (to skip its re-read updates) until they are all committed; checked every
@@ -46,8 +46,16 @@ class KeyedState(StateHandle, Generic[ModelT]):
         max_keys: int = 1_000_000,
         snapshots: str | None = None,
         snapshot_every: int | timedelta = 100_000,
+        checkpoint: Checkpoint = "changelog",
     ) -> None:
-        super().__init__(alias, max_keys=max_keys, snapshots=snapshots, snapshot_every=snapshot_every)
+        if checkpoint == "reread":
+            raise ConfigError(
+                f"KeyedState({alias!r}): checkpoint='reread' is for Windowed only (keyed state has no end, so no "
+                "input to re-read could rebuild it): leave checkpoint at 'changelog'"
+            )
+        super().__init__(
+            alias, max_keys=max_keys, snapshots=snapshots, snapshot_every=snapshot_every, checkpoint=checkpoint
+        )
         self._model = model
 
     def _on_bind(self) -> None:
@@ -165,11 +173,6 @@ class KeyedState(StateHandle, Generic[ModelT]):
         for key in [k for k in self._positions if k not in self._values]:
             if all(self._committed(slot) > offset for slot, offset in self._positions[key].items()):
                 del self._positions[key]
-
-    def _committed(self, slot: str) -> int:
-        source, _, partition = slot.rpartition("/")
-        handle = self.inputs.get(source)
-        return handle.committed.get(partition, 0) if handle is not None else 0
 
     def _apply(self, entry: ChangelogEntry) -> None:
         position = (entry.source, entry.partition, entry.offset)

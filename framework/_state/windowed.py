@@ -9,7 +9,8 @@ from datetime import timedelta
 from typing import Any, Generic, Literal
 
 from .._errors import ConfigError
-from .checkpoint import ChangelogEntry, Position, StateHandle
+from .checkpoint import ChangelogEntry, Checkpoint, Position, StateHandle
+from .reread import Holds, times_before
 from .snapshot import Row
 from .windows import A, Aggregate, Hopping, O, R, Session, WindowResult, event_time_ms
 
@@ -25,30 +26,25 @@ class Windowed(StateHandle, Generic[R, A, O]):
     aggregate=Stats(), key="sensor", time="ts", grace=timedelta(seconds=30))`, then in a per-record
     `transform`: `for result in await self.minutes.add(record): ...`.
 
-    `add(record)` folds the record into every window of its key holding its event time (`time`: a field
-    name or a function; a datetime or seconds since the epoch), advances its partition's watermark (the
-    latest event time seen in that partition), and returns the windows that closed: those whose end plus
-    `grace` is at or before the watermark, the least of every partition's (a partition with no record yet
-    holds it back; publish to every partition to advance it). With `emit="update"` it also returns each
-    updated window (`final=False`). With `window=Session(gap)` a key's records less than `gap` apart form one
-    session (a record bridging two merges them with `aggregate.merge`), closed once the watermark passes its
-    last event time + `gap` + `grace`; a record joining no open session is late when its own session would
-    be closed already.
+    `add(record)` folds the record into every window of its key holding its event time (`time`: a field name
+    or a function; a datetime or seconds since the epoch), advances its partition's watermark (its latest
+    event time), and returns the windows that closed: end + `grace` at or before the watermark, the least of
+    every partition's (one with no record yet holds it back). `emit="update"` also returns each updated window
+    (`final=False`). `window=Session(gap)`: a key's records less than `gap` apart form one session (a record
+    bridging two merges them with `aggregate.merge`), closed once the watermark passes last event + `gap` +
+    `grace`. A record too late for every window of its time is counted (`late`), logged, and sent to the
+    `DeadLetterOutput` with its partition and offset: never dropped silently.
 
-    A record too late for every window of its time (each closed already) is never dropped silently: it is
-    counted (`late`), logged, and sent to the connector's `DeadLetterOutput` with its partition and offset
-    when one is declared.
-
-    Guarantees: the windows' state is exactly-once. Each `add` publishes one changelog entry (the windows it
-    changed and deleted, its position, its time) within the input batch's ack tracking, so offsets are
-    committed only after it is acknowledged. At start-up the changelog is replayed; a record whose position is
-    already applied (re-read after a crash) changes nothing, and `add` returns again what it returned the
-    first time (the windows it closed, or it is dead-lettered again), so no result is lost whatever the crash.
-    Results are at-least-once: a window may be given twice, whole, around a crash, never partially. Call
-    `add` once per record: a second call for the same position is a re-read. Limits: more than `max_keys`
-    open windows raises `StateLimitError`; every changelog entry is replayed at start-up (restore time grows
-    with the changelog, unless `snapshots` names a dataset: then the whole state is written there every
-    `snapshot_every` entries (or a timedelta) and only the changelog after the latest snapshot is replayed).
+    Guarantees: the windows' state is exactly-once, results at-least-once (a window may be given twice,
+    whole, around a crash, never partially). `checkpoint="changelog"` (the default): each `add` publishes one
+    changelog entry within the input batch's ack tracking, replayed at start-up; a re-read record changes
+    nothing and `add` returns again what it returned the first time. Call `add` once per record. With
+    `snapshots` (a dataset) the whole state is written there every `snapshot_every` entries (or a timedelta)
+    and only the changelog after the latest snapshot is replayed. `checkpoint="reread"`: no resource at all;
+    the input's commits are held at the earliest record a window still needs (`framework._state.reread`), and
+    a restart rebuilds the windows by re-reading from there: up to a window (+ grace) of input re-processed,
+    windows given again whole, exact when records arrive within grace. Limits: more than `max_keys` windows
+    (re-reading: open, or closed and still held) raises `StateLimitError`.
     """
 
     def __init__(
@@ -64,8 +60,11 @@ class Windowed(StateHandle, Generic[R, A, O]):
         max_keys: int = 1_000_000,
         snapshots: str | None = None,
         snapshot_every: int | timedelta = 100_000,
+        checkpoint: Checkpoint = "changelog",
     ) -> None:
-        super().__init__(alias, max_keys=max_keys, snapshots=snapshots, snapshot_every=snapshot_every)
+        super().__init__(
+            alias, max_keys=max_keys, snapshots=snapshots, snapshot_every=snapshot_every, checkpoint=checkpoint
+        )
         if grace < timedelta(0):
             raise ConfigError(f"Windowed({alias!r}): grace must not be negative, got {grace}")
         if emit not in ("close", "update"):
@@ -93,12 +92,14 @@ class Windowed(StateHandle, Generic[R, A, O]):
         self.closed = 0
         self.merged = 0  # sessions merged into another by a record between them
         self._adds = 0
+        self._holds = Holds() if self.checkpoint == "reread" else None
 
     # Introspection.
 
     @property
     def size(self) -> int:
-        return len(self._windows)
+        """Open windows (re-reading: and the closed ones whose records the input is still held at)."""
+        return len(self._windows) if self._holds is None else self._holds.size
 
     @property
     def watermark(self) -> int | None:
@@ -152,8 +153,11 @@ class Windowed(StateHandle, Generic[R, A, O]):
         key = str(self._key_of(record))
         watermark = self.watermark
         assign = self._assign_session if self._is_session else self._assign
-        assigned = assign(record, key, time_ms, watermark)
+        assigned = assign(record, key, time_ms, watermark, (slot, offset))
         if assigned is None:
+            if self._holds is not None:  # sessions: every closed one of its key holds it
+                starts = None if isinstance(self.window, Session) else self.window.starts(time_ms)
+                self._holds.late(key, starts, slot, offset)
             await self._write(position, [], time_ms=time_ms, late=True)
             self._applied[slot] = offset
             self._effects.setdefault(slot, {})[offset] = "late"
@@ -164,6 +168,8 @@ class Windowed(StateHandle, Generic[R, A, O]):
         for key_closed, start, acc, end in self._close():
             changes.append((self._name(key_closed, start), None))
             emitted.append((key_closed, start, acc, True, end))
+            if self._holds is not None:
+                self._holds.close((key_closed, start), slot, offset)
         self._forget_closed()
         effects = None
         if emitted:
@@ -180,11 +186,14 @@ class Windowed(StateHandle, Generic[R, A, O]):
     def _is_session(self) -> bool:
         return isinstance(self.window, Session)
 
-    def _assign(self, record: R, key: str, time_ms: int, watermark: int | None) -> tuple[Changes, Emitted] | None:
+    def _assign(
+        self, record: R, key: str, time_ms: int, watermark: int | None, at: tuple[str, int]
+    ) -> tuple[Changes, Emitted] | None:
         """Fixed windows: fold the record into each open window holding its time; None when all are closed."""
         assert isinstance(self.window, Hopping)
         size = self.window.size_ms
-        starts = [s for s in self.window.starts(time_ms) if watermark is None or s + size + self.grace_ms > watermark]
+        every = self.window.starts(time_ms)
+        starts = [s for s in every if watermark is None or s + size + self.grace_ms > watermark]
         if not starts:
             return None
         new = [s for s in starts if (key, s) not in self._windows]
@@ -201,10 +210,12 @@ class Windowed(StateHandle, Generic[R, A, O]):
             changes.append((self._name(key, start), acc.model_dump_json()))
             if self.emit == "update":
                 emitted.append((key, start, acc, False, start + size))
+        if self._holds is not None:
+            self._holds.fold(key, starts, every, *at)
         return changes, emitted
 
     def _assign_session(
-        self, record: R, key: str, time_ms: int, watermark: int | None
+        self, record: R, key: str, time_ms: int, watermark: int | None, at: tuple[str, int]
     ) -> tuple[Changes, Emitted] | None:
         """Sessions: join, extend or merge the key's open sessions within `gap` of the record; start one when
         none is, unless it would be closed already (None: late)."""
@@ -229,6 +240,9 @@ class Windowed(StateHandle, Generic[R, A, O]):
                 changes.append((self._name(key, s), None))
         acc = self.aggregate.first(record) if acc is None else self.aggregate.add(acc, record)
         self._windows[(key, start)], self._lasts[(key, start)] = acc, last
+        if self._holds is not None:
+            self._holds.merge([(key, s) for s in hits], (key, start))
+            self._holds.add((key, start), *at)
         self._sessions.setdefault(key, set()).add(start)
         heapq.heappush(self._ends, (last + gap, key, start))
         changes.append((self._name(key, start), self._encode(key, start, acc)))
@@ -309,26 +323,26 @@ class Windowed(StateHandle, Generic[R, A, O]):
         )
         dead = self.dead_letters
         self.log.warning(
-            "late record",
-            state=self.alias,
-            source=source,
-            partition=partition,
-            offset=offset,
-            time_ms=time_ms,
-            watermark=watermark,
-            dead_letter=dead.alias if dead else None,
-        )
+            "late record", state=self.alias, source=source, partition=partition, offset=offset, time_ms=time_ms,
+            watermark=watermark, dead_letter=dead.alias if dead else None,
+        )  # fmt: skip
         if dead is not None:
             await dead.send(source, error, record.model_dump(mode="json"), partition=partition, offset=offset)
 
     def _prune(self) -> None:
         """Forget what re-read records would return once their offsets are committed (never re-read now)."""
         for slot, effects in self._effects.items():
-            source, _, partition = slot.rpartition("/")
-            handle = self.inputs.get(source)
-            committed = handle.committed.get(partition, 0) if handle is not None else 0
+            committed = self._committed(slot)
             for offset in [o for o in effects if o < committed]:
                 del effects[offset]
+
+    async def _reread(self) -> dict[str, int]:
+        """Each partition's watermark starts at the record before its committed position; the windows are rebuilt
+        by `add` as the input is read again from there."""
+        floors = await times_before(self.inputs, lambda r: event_time_ms(self._time_of(r)))
+        for slot, time_ms in floors.items():
+            self._saw(slot, time_ms)
+        return floors
 
     # Restore.
 
