@@ -232,7 +232,9 @@ class Origin(NamedTuple):
 class RecordCursor:
     """The input position of the record a per-record transform is running on: the driver sets it once per
     batch and moves `index` along (an attribute store per record, where a context variable set and reset and
-    an `Origin` per record cost more than publishing a small record). `current_origin()` reads it."""
+    an `Origin` per record cost more than publishing a small record). `current_origin()` reads it. A task the
+    transform starts and that publishes later sees the record being transformed then, not the one it came from:
+    pass `origins=` to `publish_many` from such a task."""
 
     __slots__ = ("index", "positions", "source")
 
