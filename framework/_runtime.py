@@ -25,13 +25,14 @@ from ._env.settings import RuntimeSettings
 from ._env.settings_doc import unknown_variables
 from ._errors import ConfigError, FoundryError
 from ._functions import FunctionEnvironment, FunctionModule, is_function_mode, serve_function_module
-from ._handles import declared_resources
+from ._handles import declared_handles, declared_resources
 from ._health import HealthServer
 from ._http import FoundryClient, RetryPolicy
 from ._loading import Runnable
 from ._loading import load_connector_class as load_connector_class  # re-exported: `connector dev` imports it here
 from ._logging import bind_context, configure_logging, get_logger, register_secret
 from ._responses import CONNECTION_FAULTS
+from ._state.checkpoint import StateHandle
 from ._streams.input import StreamInput
 from ._workers import run_workers, spec_of, unblock_stop_signals
 
@@ -195,6 +196,17 @@ def _tune_gc() -> None:
     gc.freeze()
 
 
+def _one_process_for_state(cls: type[Connector], workers: int) -> None:
+    """State lives in one process: workers would each replay and publish the same changelog (or hold the same
+    input), and a key's records can arrive on any partition, so a window cannot be split among them."""
+    state = sorted(h.alias for h in declared_handles(cls).values() if isinstance(h, StateHandle))
+    if state:
+        raise ConfigError(
+            f"CONNECTOR_WORKERS={workers}: {cls.__name__} keeps state ({', '.join(state)}), which one process must "
+            "own; run it with CONNECTOR_WORKERS=1 (its state is kept whatever the read batch size)"
+        )
+
+
 def main_run(spec_or_cls: str | Runnable, *, check: bool = False, environ: Mapping[str, str] | None = None) -> int:
     """Entry point of `connector run` / `connector check`: a `FunctionModule` runs in function mode."""
     environ = os.environ if environ is None else environ
@@ -214,6 +226,8 @@ def main_run(spec_or_cls: str | Runnable, *, check: bool = False, environ: Mappi
                 f"{cls.__name__} is a pipeline-mode Connector but this container runs in function mode "
                 "(GET_JOB_URI is set): subclass FunctionModule, or deploy the module in pipeline mode"
             )
+        if runtime.workers > 1 and runtime.worker_index is None:
+            _one_process_for_state(cls, runtime.workers)
         env = load_environment(environ, runtime=runtime)
         _register_secrets(env)
         if check:

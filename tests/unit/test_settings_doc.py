@@ -49,3 +49,13 @@ def test_connector_run_warns_about_it(capsys: pytest.CaptureFixture[str]) -> Non
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     warnings = [e for e in events if e["event"] == "unknown setting"]
     assert len(warnings) == 1 and "did you mean CONNECTOR_READ_BATCH_SIZE?" in warnings[0]["warning"]
+
+
+def test_workers_with_state_is_one_configuration_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main_run(
+        "connectors.sensor_minutes:SensorMinutes", environ={"CONNECTOR_WORKERS": "2", "CONNECTOR_LOG_FORMAT": "json"}
+    )
+    assert code == 2
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    errors = [e for e in events if e["event"] == "configuration error"]
+    assert len(errors) == 1 and errors[0]["error"].startswith("CONNECTOR_WORKERS=2: SensorMinutes keeps state (state)")
