@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 from aioresponses import aioresponses
 
@@ -14,7 +16,7 @@ from framework._errors import ConfigError, PermissionDeniedError, RecordValidati
 from framework._handles import AckTracker, Origin, origin_of
 from framework._http import FoundryClient
 from framework._streams.input import StreamInput
-from framework._streams.output import StreamOutput
+from framework._streams.output import StreamOutput, _halves, _Part, _Records, _Ticket
 
 from .stream_mocks import Doubled, InputStream, Number, Publishes, bind, make_env, wait_for
 
@@ -365,3 +367,25 @@ async def test_unbound_handle_says_when_to_use_it() -> None:
         StreamInput[Number]("numbers").rid  # noqa: B018
     with pytest.raises(ConfigError, match="needs the alias"):
         StreamInput[Number]("")
+
+
+async def test_halves_split_any_run_of_parts_by_count_keeping_every_record_in_order() -> None:
+    rng = random.Random(7)
+    for _ in range(500):
+        parts, first = [], 0
+        for _ in range(rng.randint(1, 5)):
+            count = rng.randint(1, 6)
+            records = _Records(orjson.dumps(list(range(first, first + count))), count, _Ticket(count), None, None)
+            start = rng.randint(0, count - 1)
+            parts.append(_Part(records, start, rng.randint(start + 1, count)))
+            first += count
+        total = sum(p.count for p in parts)
+        if total < 2:
+            continue
+        head, tail = _halves(parts)
+
+        def values(chunk: list[_Part]) -> list[int]:
+            return [v for p in chunk for v in orjson.loads(b"[" + p.elements() + b"]")]
+
+        assert sum(p.count for p in head) == total // 2 and all(p.count > 0 for p in head + tail)
+        assert values(head) + values(tail) == values(parts)
