@@ -226,7 +226,8 @@ def main_run(spec_or_cls: str | Runnable, *, check: bool = False, environ: Mappi
                 f"{cls.__name__} is a pipeline-mode Connector but this container runs in function mode "
                 "(GET_JOB_URI is set): subclass FunctionModule, or deploy the module in pipeline mode"
             )
-        if runtime.workers > 1 and runtime.worker_index is None:
+        supervise = runtime.workers > 1 and runtime.worker_index is None  # this process starts the workers
+        if supervise:
             _one_process_for_state(cls, runtime.workers)
         env = load_environment(environ, runtime=runtime)
         _register_secrets(env)
@@ -234,7 +235,7 @@ def main_run(spec_or_cls: str | Runnable, *, check: bool = False, environ: Mappi
             return asyncio.run(check_connector(cls, env, log=log))
         for handle in declared_resources(cls).values():
             env.ref(handle.alias)  # fail before connecting when an alias is missing
-        if runtime.workers > 1 and runtime.worker_index is None:
+        if supervise:
             spec = spec_or_cls if isinstance(spec_or_cls, str) else spec_of(cls)
             return run_workers(spec, environ, runtime.workers, log=log)
         _tune_gc()

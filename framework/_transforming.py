@@ -55,11 +55,11 @@ class Transformer:
         alias = batch.source.alias
         held = _Held(batch, [], [])
         output = self.default_output
+        # One record, not several: the output's model first, the common case (an exact type match is fastest).
         single = (output.model if output is not None else BaseModel, BaseModel, dict, str, bytes)
         if output is not None:
             output.before_publish = lambda: self._publish_held(held)
         cursor = RecordCursor(alias, batch.origins)
-        results, owners = held.results, held.owners
         try:
             with origin_of(cursor):
                 for index, record in enumerate(batch.records):
@@ -78,16 +78,14 @@ class Transformer:
                         continue
                     if result is None:
                         continue
-                    if held.results is not results:  # published mid-batch (before_publish): new lists
-                        results, owners = held.results, held.owners
                     if isinstance(result, single) or not isinstance(result, Iterable):
-                        results.append(result)
-                        owners.append(index)
+                        held.results.append(result)
+                        held.owners.append(index)
                     else:
                         many = list(result)
-                        results += many
-                        owners += [index] * len(many)
-                    if output is None and results:
+                        held.results += many
+                        held.owners += [index] * len(many)
+                    if output is None and held.results:
                         raise ConfigError(_NO_DEFAULT_OUTPUT.format(type(self.connector).__name__))
             await self._publish_held(held)
         finally:

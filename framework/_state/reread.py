@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from .._errors import ConfigError
-from .._streams.api import stream_path
 
 if TYPE_CHECKING:
     from .._streams.input import StreamInput
@@ -188,15 +187,10 @@ async def times_before(inputs: Mapping[str, StreamInput[Any]], time_of: Callable
     skipped: where a restart's watermark starts, so that records late before the restart mostly stay late."""
     found: dict[str, int] = {}
     for alias, handle in inputs.items():
-        path = stream_path(handle.rid, handle.branch, "/getRecords", high_scale=True)
         for partition, nxt in handle.committed.items():
             if nxt < 1:
                 continue
-            params: dict[str, str | int | bool | None] = {
-                "partitionId": partition, "startOffset": nxt - 1, "limit": 1, "preview": True,
-                "viewRid": handle.view_rid or None,
-            }  # fmt: skip
-            page = await handle.client.request_json("GET", path, service="stream_proxy", params=params)
+            page = await handle.records_from(partition, nxt - 1, 1)
             try:
                 found[f"{alias}/{partition}"] = time_of(handle.model.model_validate(page[0]["value"]))
             except (LookupError, TypeError, ValidationError, ConfigError):

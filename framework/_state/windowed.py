@@ -207,7 +207,7 @@ class Windowed(StateHandle, Generic[R, A, O]):
             self._windows[(key, start)] = acc
             if existing is None:
                 heapq.heappush(self._ends, (start + size, key, start))
-            changes.append((self._name(key, start), acc.model_dump_json()))
+            self._record_change(changes, key, start, acc)
             if self.emit == "update":
                 emitted.append((key, start, acc, False, start + size))
         if self._holds is not None:
@@ -245,12 +245,17 @@ class Windowed(StateHandle, Generic[R, A, O]):
             self._holds.add((key, start), *at)
         self._sessions.setdefault(key, set()).add(start)
         heapq.heappush(self._ends, (last + gap, key, start))
-        changes.append((self._name(key, start), self._encode(key, start, acc)))
+        self._record_change(changes, key, start, acc)
         emitted: Emitted = [(key, start, acc, False, last + gap)] if self.emit == "update" else []
         return changes, emitted
 
     def _name(self, key: str, start: int) -> str:
         return f"{start}|{key}"
+
+    def _record_change(self, changes: Changes, key: str, start: int, acc: A) -> None:
+        """A window's new value for the changelog entry; re-reading writes none, so nothing is encoded."""
+        if self._holds is None:
+            changes.append((self._name(key, start), self._encode(key, start, acc)))
 
     def _encode(self, key: str, start: int, acc: A) -> str:
         """A window's value in the changelog and snapshots: the accumulator; a session's is `last|accumulator`."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, NotRequired
 from urllib.parse import quote
@@ -14,6 +15,7 @@ from typing_extensions import TypedDict  # pydantic needs it for a generic Typed
 
 from .._errors import FoundryError, validation_message
 from .._handles import ModelT, list_adapter
+from .._http import Params
 from .api import StreamHandle, StreamInfo, get_stream, is_view_gone, stream_path
 
 
@@ -249,24 +251,25 @@ class StreamInput(StreamHandle[ModelT]):
         for _ in partitions:  # a worker with no partition of this input (fewer partitions than workers): none
             self._turn = (self._turn + 1) % len(partitions)
             partition = partitions[self._turn]
-            body = await self.client.request_parsed(
-                "GET",
-                stream_path(self.rid, self.branch, "/getRecords", high_scale=True),
-                fast,
-                service="stream_proxy",
-                params={
-                    "partitionId": partition,
-                    "startOffset": self.cursor.get(partition, 0),
-                    "limit": limit,
-                    "preview": True,
-                    "viewRid": self.view_rid,
-                },
-            )
+            body = await self.records_from(partition, self.cursor.get(partition, 0), limit, fast)
             validated = isinstance(body, _Validated)
-            entries = list((body.body if isinstance(body, _Validated) else body) or [])
+            entries = list((body.body if validated else body) or [])
             if entries:
                 return {partition: entries}, {partition} if validated else set()
         return {}, set()
+
+    async def records_from(
+        self, partition: str, start: int, limit: int, fast: Callable[[bytes], Any] | None = None
+    ) -> Any:
+        """getRecords of `partition` from offset `start` in the view opened: the JSON answer, or what `fast`
+        made of its bytes (see `FoundryClient.request_parsed`)."""
+        path = stream_path(self.rid, self.branch, "/getRecords", high_scale=True)
+        params: Params = {
+            "partitionId": partition, "startOffset": start, "limit": limit, "preview": True, "viewRid": self.view_rid,
+        }  # fmt: skip
+        if fast is None:
+            return await self.client.request_json("GET", path, service="stream_proxy", params=params)
+        return await self.client.request_parsed("GET", path, fast, service="stream_proxy", params=params)
 
     def _to_batch(self, by_partition: dict[str, list[dict[str, Any]]], validated: set[str]) -> InputBatch[ModelT]:
         """The records of each partition: validated already when the read's fast path took them, else validated
@@ -277,12 +280,10 @@ class StreamInput(StreamHandle[ModelT]):
             if not entries:
                 continue
             key = str(partition)
-            if key in validated:  # offsets are ints already
-                offsets = [entry["offset"] for entry in entries]
-            else:
-                offsets = [int(entry["offset"]) for entry in entries]
+            valid = key in validated  # values are models and offsets ints already
+            offsets = [entry["offset"] for entry in entries] if valid else [int(entry["offset"]) for entry in entries]
             batch.positions[key] = max(max(offsets), batch.positions.get(key, -1))
-            if key in validated:
+            if valid:
                 batch.records += [entry["value"] for entry in entries]
                 batch.origins += [(key, offset) for offset in offsets]
                 continue

@@ -298,13 +298,16 @@ class StreamOutput(StreamHandle[ModelT]):
             view = self.view_rid
             body = records + (b',"viewRid":' + dumps_bytes(view) if view else b"") + b"}"
             try:
-                await self.client.request_json("POST", path, service="stream_proxy", data=body, headers=_JSON)
+                await self._post(path, body)
                 return
             except FoundryError as exc:
                 if not is_view_gone(exc):
                     raise
                 await self.refresh_view()
-        await self.client.request_json("POST", path, service="stream_proxy", data=records + b"}", headers=_JSON)
+        await self._post(path, records + b"}")
+
+    async def _post(self, path: str, body: bytes) -> None:
+        await self.client.request_json("POST", path, service="stream_proxy", data=body, headers=_JSON)
 
     async def _reject(self, part: _Part, exc: FoundryError) -> None:
         """One record the server refuses: to `on_rejected` (the dead letters), else its publish fails."""
@@ -341,7 +344,7 @@ class StreamOutput(StreamHandle[ModelT]):
 
     async def flush(self) -> None:
         """Send everything buffered now and wait until the server acknowledged it."""
-        futures = list({id(t): t.future for t in _tickets([*self._inflight, *self._buffer])}.values())
+        futures = [ticket.future for ticket in _tickets([*self._inflight, *self._buffer])]
         if self._buffered:
             self._urgent = True
             self._kick.set()
