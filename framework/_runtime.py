@@ -19,20 +19,21 @@ from typing import Any
 from structlog.stdlib import BoundLogger
 
 from ._connector import Connector, connector_name
+from ._datasets.handles import DatasetOutput
+from ._datasets.transactions import abort_left_open
 from ._driver import Driver
 from ._env.environment import Environment, load_environment
 from ._env.settings import RuntimeSettings
 from ._env.settings_doc import unknown_variables
 from ._errors import ConfigError, FoundryError
 from ._functions import FunctionEnvironment, FunctionModule, is_function_mode, serve_function_module
-from ._handles import declared_handles, declared_resources
+from ._handles import Binding, declared_resources, ref_of
 from ._health import HealthServer
 from ._http import FoundryClient, RetryPolicy
 from ._loading import Runnable
 from ._loading import load_connector_class as load_connector_class  # re-exported: `connector dev` imports it here
 from ._logging import bind_context, configure_logging, get_logger, register_secret
 from ._responses import CONNECTION_FAULTS
-from ._state.checkpoint import StateHandle
 from ._streams.input import StreamInput
 from ._workers import run_workers, spec_of, unblock_stop_signals
 
@@ -196,15 +197,24 @@ def _tune_gc() -> None:
     gc.freeze()
 
 
-def _one_process_for_state(cls: type[Connector], workers: int) -> None:
-    """State lives in one process: workers would each replay and publish the same changelog (or hold the same
-    input), and a key's records can arrive on any partition, so a window cannot be split among them."""
-    state = sorted(h.alias for h in declared_handles(cls).values() if isinstance(h, StateHandle))
-    if state:
+async def _before_workers(cls: type[Connector], env: Environment, *, log: BoundLogger) -> None:
+    """The supervisor's step before any worker starts: an OPEN transaction on a dataset output's branch can
+    only be a killed run's (aborted, so the workers' transactions wait only for each other); a snapshot-mode
+    output is refused, as each worker's snapshot would replace the others'."""
+    outputs = [h for h in declared_resources(cls).values() if isinstance(h, DatasetOutput)]
+    snapshots = [h.alias for h in outputs if h.mode == "snapshot"]
+    if snapshots:
         raise ConfigError(
-            f"CONNECTOR_WORKERS={workers}: {cls.__name__} keeps state ({', '.join(state)}), which one process must "
-            "own; run it with CONNECTOR_WORKERS=1 (its state is kept whatever the read batch size)"
+            f"CONNECTOR_WORKERS={env.runtime.workers}: dataset output {snapshots[0]!r} has mode='snapshot', so each "
+            "worker's snapshot would replace the others': use mode='append', or run with CONNECTOR_WORKERS=1"
         )
+    name = connector_name(cls)
+    async with FoundryClient(env, retry=RetryPolicy.from_runtime(env.runtime, default_attempts=0)) as client:
+        for handle in outputs:
+            binding = Binding(
+                handle.alias, ref_of(handle, env), client, env.runtime, log.bind(alias=handle.alias), name
+            )
+            await abort_left_open(handle.bind(binding))
 
 
 def main_run(spec_or_cls: str | Runnable, *, check: bool = False, environ: Mapping[str, str] | None = None) -> int:
@@ -227,8 +237,6 @@ def main_run(spec_or_cls: str | Runnable, *, check: bool = False, environ: Mappi
                 "(GET_JOB_URI is set): subclass FunctionModule, or deploy the module in pipeline mode"
             )
         supervise = runtime.workers > 1 and runtime.worker_index is None  # this process starts the workers
-        if supervise:
-            _one_process_for_state(cls, runtime.workers)
         env = load_environment(environ, runtime=runtime)
         _register_secrets(env)
         if check:
@@ -236,6 +244,7 @@ def main_run(spec_or_cls: str | Runnable, *, check: bool = False, environ: Mappi
         for handle in declared_resources(cls).values():
             env.ref(handle.alias)  # fail before connecting when an alias is missing
         if supervise:
+            asyncio.run(_before_workers(cls, env, log=log))
             spec = spec_or_cls if isinstance(spec_or_cls, str) else spec_of(cls)
             return run_workers(spec, environ, runtime.workers, log=log)
         _tune_gc()

@@ -166,7 +166,8 @@ class DatasetOutput(_DatasetReads):
     and writes one APPEND transaction per flush (at `flush_rows`, `flush_bytes`, or `flush_interval_s` after
     the first buffered row); each call's ack resolves when its rows' transaction COMMITS, so a stream
     batch's offsets are committed only after its rows are durably in the dataset. A transaction left open
-    by a killed earlier run is aborted (and logged) on the next open. One writer per output branch.
+    by a killed earlier run is aborted (and logged) on the next open. One process writes a branch, or the
+    workers of one (CONNECTOR_WORKERS): their transactions take turns, as Foundry keeps one open per branch.
 
     After a commit that wrote tables, the output puts the dataset schema (Foundry cannot read uploaded
     Parquet as a table without one) unless `put_schema=False`; only when it changed, and a failed put is
@@ -225,6 +226,11 @@ class DatasetOutput(_DatasetReads):
         self._failure: Exception | None = None  # a background flush's error, until reported
         self._flush_lock = asyncio.Lock()
         self._schemas = SchemaPublisher()
+
+    @property
+    def shared(self) -> bool:
+        """One of several workers writing this branch: a transaction open on it may be a sibling's."""
+        return self.binding.runtime.worker_index is not None
 
     def to_table(self, data: Records) -> pa.Table:
         """Records or a table -> a table with this output's schema (when declared)."""

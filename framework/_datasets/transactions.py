@@ -56,6 +56,8 @@ class DatasetOutput(Protocol):
     def log(self) -> BoundLogger: ...
     @property
     def metrics(self) -> HandleMetrics: ...
+    @property
+    def shared(self) -> bool: ...
     def to_table(self, data: Any) -> pa.Table: ...
 
 
@@ -79,35 +81,82 @@ def encode_parquet(table: pa.Table, row_group_rows: int, compression: str) -> by
     return sink.getvalue()
 
 
-async def open_transaction(out: DatasetOutput, type_: TransactionType) -> Transaction:
-    """Create a transaction; a stale OPEN one on this branch (a killed earlier run) is aborted first.
+#: One of several workers waits this long for a sibling's open transaction on the branch before it aborts it as
+#: left behind (the supervisor aborts those before any worker starts; this is the safety net).
+SIBLING_WAIT_S = 300.0
 
-    Only one transaction may be open per branch, and this output serialises its own, so an open one
-    found here was left behind by a previous process writing this same branch.
+
+async def open_transaction(out: DatasetOutput, type_: TransactionType) -> Transaction:
+    """Create a transaction on the output's branch, where only one may be open at a time.
+
+    One process: this output serialises its own, so an OPEN one found there was left behind by a killed earlier
+    run and is aborted. One of several workers (CONNECTOR_WORKERS): it is a sibling worker's, so this waits
+    for it to close (the supervisor aborted any left behind before starting the workers).
     """
     path = dataset_path(out.rid, "transactions")
-    for attempt in range(3):
+    deadline = asyncio.get_running_loop().time() + SIBLING_WAIT_S
+    for attempt in range(1_000_000):  # bounded by the deadline (shared) or by 3 attempts (one process)
         try:
             body = await out.client.request_json(
                 "POST", path, params={"branchName": out.branch}, json={"transactionType": type_}
             )
             return Transaction.from_json(body)
         except ConflictError as err:
-            if err.error_name != "OpenTransactionAlreadyExists" or attempt == 2:
+            if err.error_name != "OpenTransactionAlreadyExists":
                 raise
-            await _abort_stale(out, err)
+            if not out.shared:
+                if attempt == 2:
+                    raise
+                await _abort_open(out, err)
+            elif not await _wait_closed(out, err, deadline):
+                await _abort_open(out, err)
     raise AssertionError("unreachable")
 
 
-async def _abort_stale(out: DatasetOutput, err: ConflictError) -> None:
-    stale = err.parameters.get("transactionRid")
-    if not isinstance(stale, str):
+async def abort_left_open(out: DatasetOutput) -> None:
+    """Abort the branch's latest transaction when it is OPEN: called when no writer of it can be running."""
+    await _abort_open(out, None)
+
+
+async def _open_rid(out: DatasetOutput, err: ConflictError | None) -> str | None:
+    """The branch's open transaction: named by the conflict, else the branch's latest (None: no branch yet)."""
+    stale = err.parameters.get("transactionRid") if err is not None else None
+    if isinstance(stale, str):
+        return stale
+    try:
         branch = await out.client.request_json("GET", dataset_path(out.rid, "branches", out.branch))
-        stale = branch.get("transactionRid") if isinstance(branch, dict) else None
-    if not isinstance(stale, str):
-        raise ConnectorError(
-            f"dataset {out.rid} branch {out.branch!r} has an open transaction that could not be identified"
-        ) from err
+    except FoundryError as exc:
+        if exc.status == 404 and err is None:
+            return None
+        raise
+    stale = branch.get("transactionRid") if isinstance(branch, dict) else None
+    if isinstance(stale, str) or err is None:
+        return stale if isinstance(stale, str) else None
+    raise ConnectorError(
+        f"dataset {out.rid} branch {out.branch!r} has an open transaction that could not be identified"
+    ) from err
+
+
+async def _wait_closed(out: DatasetOutput, err: ConflictError, deadline: float) -> bool:
+    """Wait for a sibling worker's open transaction to close; False once `deadline` passed with it still open."""
+    rid = await _open_rid(out, err)
+    if rid is None:
+        return True
+    loop = asyncio.get_running_loop()
+    pause = 0.02
+    while loop.time() < deadline:
+        tx = Transaction.from_json(await out.client.request_json("GET", dataset_path(out.rid, "transactions", rid)))
+        if tx.status != "OPEN":
+            return True
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.5)
+    return False
+
+
+async def _abort_open(out: DatasetOutput, err: ConflictError | None) -> None:
+    stale = await _open_rid(out, err)
+    if stale is None:
+        return
     tx = Transaction.from_json(await out.client.request_json("GET", dataset_path(out.rid, "transactions", stale)))
     if tx.status == "OPEN":
         out.log.warning(

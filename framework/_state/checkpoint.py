@@ -156,7 +156,7 @@ class StateHandle(Handle):
             binding.connector_name, binding.metrics,
         )  # fmt: skip
         self.changelog = StreamOutput(self.alias, model=ChangelogEntry).bind(guarded)
-        if self.snapshot_alias is not None:
+        if self.snapshot_alias is not None and not self._shared:  # a snapshot holds the whole state, not a share
             alias = self.snapshot_alias
             ref = binding.client.env.ref(alias)
             output = DatasetOutput(alias, schema=SCHEMA, mode="snapshot").bind(
@@ -209,12 +209,20 @@ class StateHandle(Handle):
         taken before the reset is ignored).
         """
         self.inputs, self.dead_letters = dict(inputs), dead_letters
+        if self._shared:
+            self._check_keyed_inputs()
         if not self.resource:
             floors = await self._reread()
             self.log.info("state re-reading", alias=self.alias, positions=self.read_from(), watermarks=floors)
             return
         started = time.monotonic()
         self.log.info("state restoring", alias=self.alias, rid=self.rid, snapshots=self.snapshot_alias)
+        if self.snapshot_alias is not None and self.snapshots is None:
+            self.log.warning(
+                "state snapshots off while workers share the state", alias=self.alias, snapshots=self.snapshot_alias,
+                workers=self.binding.runtime.workers,
+                detail="each worker replays its partitions' share of the whole changelog; one worker uses snapshots",
+            )  # fmt: skip
         loaded = await self.snapshots.load() if self.snapshots is not None else None
         snapshot_keys = 0
         if loaded is not None:
@@ -225,11 +233,17 @@ class StateHandle(Handle):
                 "state snapshot loaded", alias=self.alias, changelog_offset=loaded.offset, rows=len(loaded.rows),
                 keys=snapshot_keys, seconds=loaded.seconds,
             )  # fmt: skip
+        split = _Split(self) if self._shared else None
+        read = 0
         async for entry in read_changelog(self, start=self.restored_from or 0):
-            self._apply(entry)
-            self.restored += 1
-            if self.restored % PROGRESS_EVERY == 0:
-                self.log.info("state restoring", alias=self.alias, entries=self.restored, keys=self.size)
+            read += 1
+            if split is None or split.mine(entry):
+                self._apply(entry)
+                self.restored += 1
+            else:
+                self._apply_foreign(entry)
+            if read % PROGRESS_EVERY == 0:
+                self.log.info("state restoring", alias=self.alias, entries=self.restored, read=read, keys=self.size)
                 await asyncio.sleep(0)
         self._restored()
         if self.snapshots is not None:
@@ -238,9 +252,36 @@ class StateHandle(Handle):
         self.log.info(
             "state restored", alias=self.alias, entries=self.restored, keys=self.size, seconds=seconds,
             snapshot=loaded is not None, snapshot_offset=self.restored_from, snapshot_keys=snapshot_keys,
+            other_workers=read - self.restored,
         )  # fmt: skip
 
+    @property
+    def _shared(self) -> bool:
+        """One of several workers (CONNECTOR_WORKERS > 1): this process holds its partitions' share of the state."""
+        return self.binding.runtime.worker_index is not None
+
+    def _check_keyed_inputs(self) -> None:
+        """With several workers each keeps the state of its own partitions, which is whole only when every
+        record of a key is on one partition: a stream with key fields (Foundry hashes a key to one partition)."""
+        runtime = self.binding.runtime
+        for alias, handle in self.inputs.items():
+            info = handle.info
+            if info is not None and info.partitions > 1 and not info.schema.get("keyFieldNames"):
+                raise ConfigError(
+                    f"CONNECTOR_WORKERS={runtime.workers}: state {self.alias!r} is split among workers by partition, "
+                    f"but input {alias!r} has no key fields, so one key's records can be on any of its "
+                    f"{info.partitions} partitions: give the stream key fields (keyFieldNames) or run one worker"
+                )
+
     # What a concrete handle defines.
+
+    def _keys(self, entry: ChangelogEntry) -> Iterable[str]:
+        """The keys an entry's record changed as one of that key's records. With several workers, no key may be
+        changed so from two workers' partitions: each worker holds the keys of its partitions."""
+        raise NotImplementedError
+
+    def _apply_foreign(self, entry: ChangelogEntry) -> None:
+        """With several workers: what of another worker's entry applies here (by default nothing)."""
 
     @property
     def size(self) -> int:
@@ -338,6 +379,31 @@ class StateHandle(Handle):
         await self.changelog.publish(
             ChangelogEntry(source=source, partition=partition, offset=offset, changes=body, **extra)
         )
+
+
+class _Split:
+    """A worker's restore of the shared changelog: it applies the entries of its own partitions only, and
+    refuses to start when a key was changed from partitions of two workers (its state would be split)."""
+
+    def __init__(self, state: StateHandle) -> None:
+        self.state, self.runtime = state, state.binding.runtime
+        self.owners: dict[str, tuple[int, str]] = {}  # key -> (worker owning it, a partition that changed it)
+
+    def mine(self, entry: ChangelogEntry) -> bool:
+        try:
+            partition = int(entry.partition)
+        except ValueError:
+            return True  # not an input position of a stream: every worker applies it
+        worker = partition % self.runtime.workers
+        for key in self.state._keys(entry):
+            owner = self.owners.setdefault(key, (worker, entry.partition))
+            if owner[0] != worker:
+                raise ConfigError(
+                    f"CONNECTOR_WORKERS={self.runtime.workers}: state {self.state.alias!r} has key {key!r} changed by "
+                    f"records of partitions {owner[1]} and {entry.partition}, which belong to different workers, so "
+                    "its state cannot be split among them: key the input stream by the state's key, or run one worker"
+                )
+        return worker == self.runtime.worker_index
 
 
 async def read_changelog(handle: Handle, *, start: int = 0) -> AsyncIterator[ChangelogEntry]:

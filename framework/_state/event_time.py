@@ -41,10 +41,14 @@ async def publish_at(
     await foundry.publish(rid, timed, branch=branch)
 
 
+async def stream_of(foundry: FakeFoundry, rid: str, *, branch: str = "master") -> dict[str, Any]:
+    """The stream's description (`partitionsCount`, `schema` with its `keyFieldNames`)."""
+    return dict(await foundry.call("GET", "/api" + stream_path(rid, branch)))
+
+
 async def partitions_of(foundry: FakeFoundry, rid: str, *, branch: str = "master") -> int:
     """How many partitions the stream has."""
-    body = await foundry.call("GET", "/api" + stream_path(rid, branch))
-    return int(body.get("partitionsCount") or 1)
+    return int((await stream_of(foundry, rid, branch=branch)).get("partitionsCount") or 1)
 
 
 async def advance_watermark(
@@ -56,11 +60,39 @@ async def advance_watermark(
     field: str = "ts",
     branch: str = "master",
 ) -> None:
-    """Publish `record` at event time `to` once to every partition of the (unkeyed) stream, in one request.
+    """Publish `record` at event time `to` to every partition of the stream.
 
     A windowed connector's watermark is the least of its partitions' latest times, so this moves it to `to`
     once the connector has read them: every window ending at or before `to` minus the grace period closes.
-    Limits: relies on the fake's round robin (a keyed stream sends one key to one partition only).
+    An unkeyed stream gets `record` once per partition in one request (the fake spreads them round robin). A
+    stream with key fields sends one key to one partition, so its first string key field is varied
+    (`"<value>#0"`, `"<value>#1"`, ...) and the copies published one at a time until every partition got one
+    (the end offsets say where each landed): a transform keyed on that field sees extra keys (filter on the
+    prefix). Limits: a keyed stream needs a string key field in `record`; at most 64 copies per partition.
     """
-    count = await partitions_of(foundry, rid, branch=branch)
-    await publish_at(foundry, rid, [record] * count, [to] * count, field=field, branch=branch)
+    stream = await stream_of(foundry, rid, branch=branch)
+    count = int(stream.get("partitionsCount") or 1)
+    keys = list((stream.get("schema") or {}).get("keyFieldNames") or [])
+    if not keys or count == 1:
+        await publish_at(foundry, rid, [record] * count, [to] * count, field=field, branch=branch)
+        return
+    name = next((k for k in keys if isinstance(record.get(k), str)), None)
+    if name is None:
+        raise ValueError(f"advance_watermark: the stream is keyed by {keys}: give the record a string value for one")
+    ends = await _ends(foundry, rid, branch)
+    reached: set[str] = set()
+    for n in range(64 * count):
+        if len(reached) == count:
+            return
+        await publish_at(foundry, rid, [{**record, name: f"{record[name]}#{n}"}], [to], field=field, branch=branch)
+        now = await _ends(foundry, rid, branch)
+        reached |= {p for p, end in now.items() if end > ends.get(p, 0)}
+        ends = now
+    if len(reached) < count:
+        raise ValueError(f"advance_watermark: {64 * count} keys reached only partitions {sorted(reached)} of {count}")
+
+
+async def _ends(foundry: FakeFoundry, rid: str, branch: str) -> dict[str, int]:
+    path = "/api" + stream_path(rid, branch, "/getEndOffsets", high_scale=True)
+    body = await foundry.call("GET", path, params={"preview": "true"})
+    return {str(p): int(o) for p, o in (body or {}).items()}

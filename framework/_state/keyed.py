@@ -180,6 +180,9 @@ class KeyedState(StateHandle, Generic[ModelT]):
             value = None if encoded is None else self.model.model_validate_json(encoded)
             self._set(str(key), value, position)
 
+    def _keys(self, entry: ChangelogEntry) -> list[str]:
+        return [str(key) for key, _ in json.loads(entry.changes)]
+
     def _restored(self) -> None:
         self._prune()
 

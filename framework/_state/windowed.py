@@ -113,8 +113,8 @@ class Windowed(StateHandle, Generic[R, A, O]):
         if slot not in self._watermarks:
             source = slot.rpartition("/")[0]
             handle = self.inputs.get(source)
-            if handle is not None and handle.info is not None:
-                expected = {f"{source}/{p}" for p in range(handle.info.partitions)}
+            if handle is not None and handle.info is not None:  # a worker's: the partitions it reads
+                expected = {f"{source}/{p}" for p in handle.partitions()}
                 self._missing |= expected - set(self._watermarks)
             self._missing.discard(slot)
             self._watermarks[slot] = time_ms
@@ -375,6 +375,17 @@ class Windowed(StateHandle, Generic[R, A, O]):
         self._applied[slot] = max(entry.offset, self._applied.get(slot, -1))
         if entry.late or entry.effects:
             self._effects.setdefault(slot, {})[entry.offset] = "late" if entry.late else str(entry.effects)
+
+    def _keys(self, entry: ChangelogEntry) -> list[str]:
+        """A window's value is set by its key's records; it is deleted (closed) by whichever record moved the
+        watermark past it, of any partition of the worker that held it."""
+        return [str(name).partition("|")[2] for name, value in json.loads(entry.changes) if value is not None]
+
+    def _apply_foreign(self, entry: ChangelogEntry) -> None:
+        """Another worker's record closed windows of keys that were in its share then and are in this one now."""
+        for name, encoded in json.loads(entry.changes):
+            if encoded is None:
+                self._store(str(name), None)
 
     def _restored(self) -> None:
         self._sessions = {k: s for k, s in self._sessions.items() if s}

@@ -29,8 +29,8 @@ class Streams:
     snapshots: str = ""
 
 
-async def sensor_streams(foundry: FakeFoundry, partitions: int = 3) -> Streams:
-    readings = await foundry.create_stream("readings", Reading, partitions=partitions)
+async def sensor_streams(foundry: FakeFoundry, partitions: int = 3, schema: dict[str, Any] | None = None) -> Streams:
+    readings = await foundry.create_stream("readings", Reading, partitions=partitions, schema=schema)
     minutes = await foundry.create_stream("minutes", SensorMinute)
     state = await foundry.create_stream("state", ChangelogEntry)
     dead = await foundry.create_stream("dead_letters", DeadLetter)
