@@ -31,7 +31,8 @@ from ._handles import HandleMetrics
 from ._http import FoundryClient, RetryPolicy
 from ._media.handles import MediaItemInfo, MediaSetInput, MediaSetOutput, MediaTransaction
 from ._sls import mark_safe, safe
-from ._state.checkpoint import ChangelogEntry, StateLimitError
+from ._state.changelog import ChangelogEntry
+from ._state.checkpoint import StateLimitError
 from ._state.keyed import KeyedState
 from ._state.windowed import Windowed
 from ._state.windows import Aggregate, Hopping, Reduce, Session, Sliding, Tumbling, WindowResult

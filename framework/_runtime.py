@@ -197,24 +197,25 @@ def _tune_gc() -> None:
     gc.freeze()
 
 
-async def _before_workers(cls: type[Connector], env: Environment, *, log: BoundLogger) -> None:
+def _refuse_for_workers(cls: type[Connector], workers: int) -> None:
+    """A snapshot-mode dataset output cannot be written by workers: each one's snapshot would replace the others'."""
+    for handle in declared_resources(cls).values():
+        if isinstance(handle, DatasetOutput) and handle.mode == "snapshot":
+            raise ConfigError(
+                f"CONNECTOR_WORKERS={workers}: dataset output {handle.alias!r} has mode='snapshot', so each worker's "
+                "snapshot would replace the others': use mode='append', or run with CONNECTOR_WORKERS=1"
+            )
+
+
+async def _abort_left_open(cls: type[Connector], env: Environment, *, log: BoundLogger) -> None:
     """The supervisor's step before any worker starts: an OPEN transaction on a dataset output's branch can
-    only be a killed run's (aborted, so the workers' transactions wait only for each other); a snapshot-mode
-    output is refused, as each worker's snapshot would replace the others'."""
-    outputs = [h for h in declared_resources(cls).values() if isinstance(h, DatasetOutput)]
-    snapshots = [h.alias for h in outputs if h.mode == "snapshot"]
-    if snapshots:
-        raise ConfigError(
-            f"CONNECTOR_WORKERS={env.runtime.workers}: dataset output {snapshots[0]!r} has mode='snapshot', so each "
-            "worker's snapshot would replace the others': use mode='append', or run with CONNECTOR_WORKERS=1"
-        )
+    only be a killed run's, so it is aborted, and the workers' transactions then wait only for each other."""
     name = connector_name(cls)
     async with FoundryClient(env, retry=RetryPolicy.from_runtime(env.runtime, default_attempts=0)) as client:
-        for handle in outputs:
-            binding = Binding(
-                handle.alias, ref_of(handle, env), client, env.runtime, log.bind(alias=handle.alias), name
-            )
-            await abort_left_open(handle.bind(binding))
+        for handle in declared_resources(cls).values():
+            if isinstance(handle, DatasetOutput):
+                ref, bound_log = ref_of(handle, env), log.bind(alias=handle.alias)
+                await abort_left_open(handle.bind(Binding(handle.alias, ref, client, env.runtime, bound_log, name)))
 
 
 def main_run(spec_or_cls: str | Runnable, *, check: bool = False, environ: Mapping[str, str] | None = None) -> int:
@@ -237,6 +238,8 @@ def main_run(spec_or_cls: str | Runnable, *, check: bool = False, environ: Mappi
                 "(GET_JOB_URI is set): subclass FunctionModule, or deploy the module in pipeline mode"
             )
         supervise = runtime.workers > 1 and runtime.worker_index is None  # this process starts the workers
+        if supervise:
+            _refuse_for_workers(cls, runtime.workers)
         env = load_environment(environ, runtime=runtime)
         _register_secrets(env)
         if check:
@@ -244,7 +247,7 @@ def main_run(spec_or_cls: str | Runnable, *, check: bool = False, environ: Mappi
         for handle in declared_resources(cls).values():
             env.ref(handle.alias)  # fail before connecting when an alias is missing
         if supervise:
-            asyncio.run(_before_workers(cls, env, log=log))
+            asyncio.run(_abort_left_open(cls, env, log=log))
             spec = spec_or_cls if isinstance(spec_or_cls, str) else spec_of(cls)
             return run_workers(spec, environ, runtime.workers, log=log)
         _tune_gc()

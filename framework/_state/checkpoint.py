@@ -6,6 +6,12 @@ schema). Entries are published through the input batch's ack tracking, so the ba
 only once its changelog entries are acknowledged. Each entry names the input position (source, partition,
 offset) whose processing made it: at start-up the changelog is read back in order, and a record re-read
 after a crash whose position is already in the changelog does not change the state again.
+
+Workers (CONNECTOR_WORKERS=N): each holds the state of the keys of its partitions (an input must have key
+fields, so that a key's records are on one partition), publishes to the one shared changelog, and at start-up
+replays only its partitions' entries (plus, for windows, another worker's closes of its windows), so any change
+of N restores the same state; a key changed from two workers' partitions stops the start-up (`changelog.Split`).
+Snapshots hold a whole state and are neither taken nor loaded by workers.
 """
 
 from __future__ import annotations
@@ -13,18 +19,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
-from pydantic import BaseModel
-
 from .._datasets.handles import DatasetOutput
 from .._errors import ConfigError, ConnectorError
 from .._handles import Binding, Handle, current_origin
-from .._streams.api import get_stream, is_view_gone, stream_path
 from .._streams.output import StreamOutput
+from .changelog import ChangelogEntry, Split, StopAfterFailure, read_changelog
 from .reread import Holds, bound_of
 from .snapshot import SCHEMA, Row, Snapshots, every_of
 
@@ -33,59 +37,12 @@ if TYPE_CHECKING:
     from .._streams.dead_letters import DeadLetterOutput
     from .._streams.input import StreamInput
 
-#: getRecords pages while restoring; the server may cap it lower (the fake and Foundry: 1000).
-RESTORE_PAGE = 1000
 #: A restore logs its progress every this many entries.
 PROGRESS_EVERY = 100_000
-#: Bounds a restore's loop: a changelog longer than this is refused rather than read forever.
-MAX_RESTORE_PAGES = 10_000_000
 
 
 class StateLimitError(ConnectorError):
     """A state handle would hold more keys than its `max_keys`. `str(err)` is one line saying what to do."""
-
-
-class ChangelogEntry(BaseModel):
-    """One input record's changes to one state handle: what the changelog stream holds.
-
-    `changes` is JSON `[[key, value-or-null], ...]` (null deletes); `time_ms` the record's event time
-    (windows: it advances its partition's watermark); `effects` JSON of what processing the record returned
-    (windows closed, a late record) so a record re-read after a crash returns it again; `late` marks a
-    record that was too late for any window.
-    """
-
-    source: str
-    partition: str
-    offset: int
-    changes: str
-    time_ms: int | None = None
-    effects: str | None = None
-    late: bool = False
-
-
-class _StopAfterFailure:
-    """The changelog's client: after one failed publishRecords request, every later one fails with the same
-    error without being sent. A changelog must stay a prefix of what was processed, or a restore would skip
-    the records of a lost request after a later one was kept. It wraps the client's public `request_json`
-    (composition: the stream output's internals are not touched); everything else is the client's own."""
-
-    def __init__(self, client: FoundryClient) -> None:
-        self._client = client
-        self.broken: BaseException | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-    async def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
-        publishing = path.endswith("/publishRecords")
-        if publishing and self.broken is not None:
-            raise self.broken
-        try:
-            return await self._client.request_json(method, path, **kwargs)
-        except Exception as exc:
-            if publishing and not is_view_gone(exc):  # a reset stream is re-published into its new view
-                self.broken = exc
-            raise
 
 
 Position = tuple[str, str, int]  # (source alias, partition, offset)
@@ -145,12 +102,12 @@ class StateHandle(Handle):
         self.skipped = 0  # state updates skipped because their input position was already applied
         self._busy = 0  # changes under way (awaiting a publish): no snapshot is taken while one is
         self.snapshots: Snapshots | None = None
-        self._guard: _StopAfterFailure | None = None
+        self._guard: StopAfterFailure | None = None
         self._holds: Holds | None = None  # checkpoint="reread" (windows): the input offsets still needed
         if not self.resource:
             return
         binding = self.binding
-        self._guard = _StopAfterFailure(binding.client)
+        self._guard = StopAfterFailure(binding.client)
         guarded = Binding(
             binding.alias, binding.ref, cast("FoundryClient", self._guard), binding.runtime, binding.log,
             binding.connector_name, binding.metrics,
@@ -233,7 +190,7 @@ class StateHandle(Handle):
                 "state snapshot loaded", alias=self.alias, changelog_offset=loaded.offset, rows=len(loaded.rows),
                 keys=snapshot_keys, seconds=loaded.seconds,
             )  # fmt: skip
-        split = _Split(self) if self._shared else None
+        split = Split(self.alias, self.binding.runtime, self._keys) if self._shared else None
         read = 0
         async for entry in read_changelog(self, start=self.restored_from or 0):
             read += 1
@@ -379,55 +336,6 @@ class StateHandle(Handle):
         await self.changelog.publish(
             ChangelogEntry(source=source, partition=partition, offset=offset, changes=body, **extra)
         )
-
-
-class _Split:
-    """A worker's restore of the shared changelog: it applies the entries of its own partitions only, and
-    refuses to start when a key was changed from partitions of two workers (its state would be split)."""
-
-    def __init__(self, state: StateHandle) -> None:
-        self.state, self.runtime = state, state.binding.runtime
-        self.owners: dict[str, tuple[int, str]] = {}  # key -> (worker owning it, a partition that changed it)
-
-    def mine(self, entry: ChangelogEntry) -> bool:
-        try:
-            partition = int(entry.partition)
-        except ValueError:
-            return True  # not an input position of a stream: every worker applies it
-        worker = partition % self.runtime.workers
-        for key in self.state._keys(entry):
-            owner = self.owners.setdefault(key, (worker, entry.partition))
-            if owner[0] != worker:
-                raise ConfigError(
-                    f"CONNECTOR_WORKERS={self.runtime.workers}: state {self.state.alias!r} has key {key!r} changed by "
-                    f"records of partitions {owner[1]} and {entry.partition}, which belong to different workers, so "
-                    "its state cannot be split among them: key the input stream by the state's key, or run one worker"
-                )
-        return worker == self.runtime.worker_index
-
-
-async def read_changelog(handle: Handle, *, start: int = 0) -> AsyncIterator[ChangelogEntry]:
-    """Every entry of the handle's changelog stream from offset `start`, in order (it has one partition)."""
-    info = await get_stream(handle)
-    path = stream_path(handle.rid, handle.branch, "/getRecords", high_scale=True)
-    for partition in range(info.partitions):
-        offset = start
-        for _ in range(MAX_RESTORE_PAGES):
-            params: dict[str, str | int | bool | None] = {
-                "partitionId": str(partition),
-                "startOffset": offset,
-                "limit": RESTORE_PAGE,
-                "preview": True,
-                "viewRid": info.view_rid or None,
-            }
-            page = await handle.client.request_json("GET", path, service="stream_proxy", params=params)
-            if not page:
-                break
-            for record in page:
-                yield ChangelogEntry.model_validate(record["value"])
-            offset = int(page[-1]["offset"]) + 1
-        else:
-            raise ConnectorError(f"state {handle.alias!r}: changelog longer than {MAX_RESTORE_PAGES} pages")
 
 
 def holds_inputs(handles: Iterable[Handle]) -> bool:

@@ -11,7 +11,8 @@ from pydantic import BaseModel
 
 from .._errors import ConfigError
 from .._handles import ModelT
-from .checkpoint import ChangelogEntry, Checkpoint, Position, StateHandle
+from .changelog import ChangelogEntry
+from .checkpoint import Checkpoint, Position, StateHandle
 from .snapshot import Row
 
 #: A deleted key's positions are kept (to skip its re-read updates) until they are all committed; checked every

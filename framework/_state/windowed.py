@@ -9,7 +9,8 @@ from datetime import timedelta
 from typing import Any, Generic, Literal
 
 from .._errors import ConfigError
-from .checkpoint import ChangelogEntry, Checkpoint, Position, StateHandle
+from .changelog import ChangelogEntry
+from .checkpoint import Checkpoint, Position, StateHandle
 from .reread import Holds, times_before
 from .snapshot import Row
 from .windows import A, Aggregate, Hopping, O, R, Session, WindowResult, event_time_ms
@@ -113,8 +114,9 @@ class Windowed(StateHandle, Generic[R, A, O]):
         if slot not in self._watermarks:
             source = slot.rpartition("/")[0]
             handle = self.inputs.get(source)
-            if handle is not None and handle.info is not None:  # a worker's: the partitions it reads
-                expected = {f"{source}/{p}" for p in handle.partitions()}
+            if handle is not None and handle.info is not None:  # one of several workers: the partitions it reads
+                owns = self.binding.runtime.owns
+                expected = {f"{source}/{p}" for p in range(handle.info.partitions) if owns(p)}
                 self._missing |= expected - set(self._watermarks)
             self._missing.discard(slot)
             self._watermarks[slot] = time_ms

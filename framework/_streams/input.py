@@ -164,15 +164,13 @@ class StreamInput(StreamHandle[ModelT]):
         self.committed = {p: o for p, o in self.committed.items() if owns(p)}
         self.cursor = dict(self.committed)
 
-    def partitions(self) -> list[str]:
-        """The partitions this process reads: every one, or its share when it is one of several workers."""
-        owns = self.binding.runtime.owns
-        return [str(p) for p in range(self.info.partitions if self.info else 1) if owns(p)]
-
     @property
     def partition_ids(self) -> list[str] | None:
         """The partitions this process reads when it is one of several workers (CONNECTOR_WORKERS); else None."""
-        return None if self.binding.runtime.worker_index is None else self.partitions()
+        runtime = self.binding.runtime
+        if runtime.worker_index is None:
+            return None
+        return [str(p) for p in range(self.info.partitions if self.info else 1) if runtime.owns(p)]
 
     async def _on_view_gone(self) -> None:
         """The stream was reset: go on from the new view's start (its positions replace the old ones)."""

@@ -29,11 +29,14 @@ class Job:
 
 
 @asynccontextmanager
-async def job_env(tmp_path: Path, fake: FakeServer, info: dict[str, Any], name: str = "job") -> AsyncIterator[Job]:
-    """`info` is what `admin.job(...)` returned."""
+async def job_env(
+    tmp_path: Path, fake: FakeServer, info: dict[str, Any], name: str = "job", extra: dict[str, str] | None = None
+) -> AsyncIterator[Job]:
+    """`info` is what `admin.job(...)` returned; `extra` more environment (e.g. CONNECTOR_WORKER_INDEX)."""
     token, alias_map = tmp_path / f"{name}-token", tmp_path / f"{name}-aliases.json"
     token.write_text(info["token"] + "\n")
     alias_map.write_text(json.dumps(info["resourceAliasMap"]))
-    env = load_environment({"BUILD2_TOKEN": str(token), "RESOURCE_ALIAS_MAP": str(alias_map), "FOUNDRY_URL": fake.url})
+    environ = {"BUILD2_TOKEN": str(token), "RESOURCE_ALIAS_MAP": str(alias_map), "FOUNDRY_URL": fake.url}
+    env = load_environment({**environ, **(extra or {})})
     async with FoundryClient(env, retry=RetryPolicy(max_attempts=2, initial_backoff_s=0.01)) as client:
         yield Job(env, client, info)

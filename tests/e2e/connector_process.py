@@ -32,9 +32,21 @@ class ConnectorProcess:
             self.process.send_signal(sig)
         return await asyncio.wait_for(self.process.wait(), timeout_s)
 
+    async def kill_all(self, timeout_s: float = 15) -> int:
+        """SIGKILL the process and every process it started (a container killed: its workers die with it);
+        needs `start_cli(..., own_group=True)`."""
+        if self.process.returncode is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        return await asyncio.wait_for(self.process.wait(), timeout_s)
+
 
 async def start_cli(
-    log_dir: Path, name: str, *args: str, environ: Mapping[str, str], prefixes: tuple[str, ...] = ()
+    log_dir: Path,
+    name: str,
+    *args: str,
+    environ: Mapping[str, str],
+    prefixes: tuple[str, ...] = (),
+    own_group: bool = False,
 ) -> ConnectorProcess:
     """`python -m framework.cli <args>` with os.environ minus anything configuring a connector (and minus
     `prefixes`, e.g. the connector's own settings), plus `environ`. A full pipe would block the process,
@@ -44,13 +56,20 @@ async def start_cli(
     log = log_dir / f"{name}.log"
     with log.open("wb") as out:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "framework.cli", *args, env=env, cwd=ROOT, stdout=out, stderr=out
-        )
+            sys.executable, "-m", "framework.cli", *args, env=env, cwd=ROOT, stdout=out, stderr=out,
+            start_new_session=own_group,
+        )  # fmt: skip
     return ConnectorProcess(process, log)
 
 
 async def start_connector(
-    log_dir: Path, name: str, spec: str, environ: Mapping[str, str], *, prefixes: tuple[str, ...] = ()
+    log_dir: Path,
+    name: str,
+    spec: str,
+    environ: Mapping[str, str],
+    *,
+    prefixes: tuple[str, ...] = (),
+    own_group: bool = False,
 ) -> ConnectorProcess:
-    """`connector run <spec>` as a process."""
-    return await start_cli(log_dir, name, "run", spec, environ=environ, prefixes=prefixes)
+    """`connector run <spec>` as a process (`own_group`: in a process group of its own, for `kill_all`)."""
+    return await start_cli(log_dir, name, "run", spec, environ=environ, prefixes=prefixes, own_group=own_group)

@@ -9,9 +9,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from pydantic import BaseModel
+from structlog.testing import capture_logs
 
 from fake_stream_proxy import FakeServer
 from framework._datasets.handles import DatasetInput, DatasetOutput
+from framework._datasets.transactions import abort_left_open
 from framework._env.environment import ResourceRef
 from framework._errors import ConfigError, PermissionDeniedError
 from tests.conftest import Admin
@@ -171,3 +173,44 @@ async def test_stale_open_transaction_from_a_killed_run_is_aborted(
         assert (await out.read_table()).column("x").to_pylist() == [1, 2, 3]
     _, after = await admin.call("GET", f"/api/v2/datasets/{rid}/transactions/{stale['rid']}")
     assert after["status"] == "ABORTED"
+
+
+async def test_workers_transactions_on_one_branch_take_turns(tmp_path: Path, fake: FakeServer, admin: Admin) -> None:
+    """Two workers of one replica (CONNECTOR_WORKERS=2) write one output branch: Foundry keeps one transaction
+    open per branch, so each waits for the other's to close instead of aborting it as a killed run's."""
+    _, info = await _setup(admin)
+    shared = {"CONNECTOR_WORKERS": "2"}
+    async with (
+        job_env(tmp_path, fake, info, "w0", {**shared, "CONNECTOR_WORKER_INDEX": "0"}) as w0,
+        job_env(tmp_path, fake, info, "w1", {**shared, "CONNECTOR_WORKER_INDEX": "1"}) as w1,
+    ):
+        outs = [w.bind(DatasetOutput("archive", flush_rows=1, flush_interval_s=30)) for w in (w0, w1)]
+        with capture_logs() as logs:
+            await asyncio.gather(*(out.append([{"x": i * 100 + k}]) for k in range(15) for i, out in enumerate(outs)))
+            for out in outs:
+                await out.flush()
+        assert sorted((await outs[0].read_table()).column("x").to_pylist()) == sorted(
+            i * 100 + k for k in range(15) for i in range(2)
+        )
+        assert [e for e in logs if e["event"] == "aborting stale open transaction"] == []
+        for out in outs:
+            await out.close()
+
+
+async def test_the_supervisor_aborts_a_transaction_a_killed_run_left_open(
+    tmp_path: Path, fake: FakeServer, admin: Admin
+) -> None:
+    rid, info = await _setup(admin)
+    async with job_env(tmp_path, fake, info) as job:
+        out = job.bind(DatasetOutput("archive"))
+        await abort_left_open(out)  # nothing open: nothing done
+        status, stale = await admin.call(
+            "POST",
+            f"/api/v2/datasets/{rid}/transactions",
+            json={"transactionType": "APPEND"},
+            params={"branchName": "master"},
+        )
+        assert status == 200
+        await abort_left_open(out)
+        _, after = await admin.call("GET", f"/api/v2/datasets/{rid}/transactions/{stale['rid']}")
+        assert after["status"] == "ABORTED"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.sensor_minutes import Reading, SensorMinutes
+from connectors.sensor_minutes import Reading, SensorMinutes, SensorMinutesReread
 from framework import ConfigError, stream_schema
 from framework.testing import FakeFoundry, Job, advance_watermark
 
@@ -39,20 +39,27 @@ def workers_env(workers: int, index: int | None) -> dict[str, str]:
     return env
 
 
-async def run_until_committed(foundry: FakeFoundry, job: Job, workers: int) -> list[SensorMinutes]:
-    """Run `workers` connectors as the workers of one replica until the input is committed; stop them cleanly."""
+async def run_until_committed(
+    foundry: FakeFoundry, job: Job, workers: int, cls: type[SensorMinutes] = SensorMinutes
+) -> list[SensorMinutes]:
+    """Run `workers` connectors as the workers of one replica until the input is committed (re-reading: until
+    each read its partitions to the end); stop them cleanly."""
     indexes: list[int | None] = [None] if workers == 1 else list(range(workers))
     jobs = [dataclasses.replace(job) for _ in indexes]  # one Job each: `running` keeps the connector it started
     async with contextlib.AsyncExitStack() as stack:
         connectors = [
-            await stack.enter_async_context(j.running(SensorMinutes, extra_env=workers_env(workers, i)))
+            await stack.enter_async_context(j.running(cls, extra_env=workers_env(workers, i)))
             for j, i in zip(jobs, indexes, strict=True)
         ]
 
         async def done() -> bool:
             if any(j.task is not None and j.task.done() for j in jobs):
                 return True  # one stopped (failed): leaving the block re-raises why
-            return await committed(foundry, connectors[0].readings)
+            if cls is SensorMinutes:
+                return await committed(foundry, connectors[0].readings)
+            ends = await foundry.end_offsets(connectors[0].readings.rid)
+            read = {p: n for c in connectors for p, n in c.readings.cursor.items()}
+            return read == ends
 
         await wait_until(done, "every reading committed", timeout_s=60)
     return connectors
@@ -90,6 +97,27 @@ async def test_windows_survive_one_two_three_and_back_to_one_worker(tmp_path: Pa
         mine = [v for v in got if not v["sensor"].startswith(WATERMARK_SENSOR)]
         assert {(v["sensor"], v["start_ms"]): v for v in mine} == expected
         assert len(mine) == len(expected)  # clean stops: no minute published twice
+
+
+async def test_rereading_windows_survive_two_three_and_one_worker(tmp_path: Path) -> None:
+    async with FakeFoundry(tmp_path) as foundry:
+        s = await sensor_streams(foundry, partitions=4, schema=KEYED)
+        rows = readings(3000, sensors=10)
+        expected = {k: as_minute(k, acc) for k, acc in reference(rows).items()}
+        for workers, part in zip([2, 3], [rows[:1500], rows[1500:]], strict=True):
+            await foundry.publish(s.readings, part)
+            share = await run_until_committed(foundry, s.job, workers, SensorMinutesReread)
+            assert all(w.windows.size > 0 for w in share)
+        assert await total(foundry, s.state) == 0  # nothing checkpointed: the input is re-read
+        await advance_watermark(foundry, s.readings, {"sensor": WATERMARK_SENSOR, "value": 0.0}, T0 + 7200)
+        (one,) = await run_until_committed(foundry, s.job, 1, SensorMinutesReread)
+        assert one.windows.late == 0
+
+        got = [r["value"] for r in await foundry.records(s.minutes)]
+        mine = [v for v in got if not v["sensor"].startswith(WATERMARK_SENSOR)]
+        assert {(v["sensor"], v["start_ms"]) for v in mine} == set(expected)
+        assert [v for v in mine if v != expected[(v["sensor"], v["start_ms"])]] == []  # repeated only whole
+        print(f"re-reading: {len(mine)} minutes published for {len(expected)}")
 
 
 async def watermark_readings(foundry: FakeFoundry, rid: str) -> int:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from connectors.sensor_minutes import Reading
+from framework import Connector, DatasetOutput, StreamInput
 from framework._env.settings import RuntimeSettings
 from framework._env.settings_doc import END, START, known_variables, replace_table, settings_table, unknown_variables
 from framework._runtime import main_run
@@ -51,11 +53,19 @@ def test_connector_run_warns_about_it(capsys: pytest.CaptureFixture[str]) -> Non
     assert len(warnings) == 1 and "did you mean CONNECTOR_READ_BATCH_SIZE?" in warnings[0]["warning"]
 
 
-def test_workers_with_state_is_one_configuration_line(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main_run(
-        "connectors.sensor_minutes:SensorMinutes", environ={"CONNECTOR_WORKERS": "2", "CONNECTOR_LOG_FORMAT": "json"}
-    )
+def test_workers_with_a_snapshot_mode_dataset_output_is_one_configuration_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class Daily(Connector):
+        readings = StreamInput[Reading]("readings")
+        daily = DatasetOutput("daily", mode="snapshot")
+
+        async def transform(self, reading: Reading) -> None:
+            return None
+
+    code = main_run(Daily, environ={"CONNECTOR_WORKERS": "2", "CONNECTOR_LOG_FORMAT": "json"})
     assert code == 2
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     errors = [e for e in events if e["event"] == "configuration error"]
-    assert len(errors) == 1 and errors[0]["error"].startswith("CONNECTOR_WORKERS=2: SensorMinutes keeps state (state)")
+    assert len(errors) == 1
+    assert errors[0]["error"].startswith("CONNECTOR_WORKERS=2: dataset output 'daily' has mode='snapshot'")

@@ -275,7 +275,7 @@ async def test_a_snapshot_and_a_replay_over_it_give_the_state_of_the_whole_chang
 
 
 async def test_the_changelog_client_refuses_every_publish_after_a_failed_one() -> None:
-    from framework._state.checkpoint import _StopAfterFailure
+    from framework._state.changelog import StopAfterFailure
 
     calls: list[str] = []
 
@@ -288,7 +288,7 @@ async def test_the_changelog_client_refuses_every_publish_after_a_failed_one() -
                 raise ConfigError("publish failed")
             return {}
 
-    guard = _StopAfterFailure(Client())  # type: ignore[arg-type]
+    guard = StopAfterFailure(Client())  # type: ignore[arg-type]
     await guard.request_json("POST", "/s/publishRecords")
     with pytest.raises(ConfigError, match="publish failed"):
         await guard.request_json("POST", "/s/publishRecords")
