@@ -95,22 +95,20 @@ async def open_transaction(out: DatasetOutput, type_: TransactionType) -> Transa
     """
     path = dataset_path(out.rid, "transactions")
     deadline = asyncio.get_running_loop().time() + SIBLING_WAIT_S
-    for attempt in range(1_000_000):  # bounded by the deadline (shared) or by 3 attempts (one process)
+    aborted = 0
+    while True:  # bounded: a retry follows a sibling's commit (until the deadline) or one of at most 2 aborts
         try:
             body = await out.client.request_json(
                 "POST", path, params={"branchName": out.branch}, json={"transactionType": type_}
             )
             return Transaction.from_json(body)
         except ConflictError as err:
-            if err.error_name != "OpenTransactionAlreadyExists":
+            if err.error_name != "OpenTransactionAlreadyExists" or aborted == 2:
                 raise
-            if not out.shared:
-                if attempt == 2:
-                    raise
-                await _abort_open(out, err)
-            elif not await _wait_closed(out, err, deadline):
-                await _abort_open(out, err)
-    raise AssertionError("unreachable")
+            if out.shared and await _wait_closed(out, err, deadline):
+                continue
+            await _abort_open(out, err)
+            aborted += 1
 
 
 async def abort_left_open(out: DatasetOutput) -> None:
@@ -119,19 +117,22 @@ async def abort_left_open(out: DatasetOutput) -> None:
 
 
 async def _open_rid(out: DatasetOutput, err: ConflictError | None) -> str | None:
-    """The branch's open transaction: named by the conflict, else the branch's latest (None: no branch yet)."""
-    stale = err.parameters.get("transactionRid") if err is not None else None
-    if isinstance(stale, str):
-        return stale
+    """The branch's open transaction: the one the conflict names, else the branch's latest. None when there is
+    no conflict to explain and the branch has no transaction (or does not exist yet)."""
+    named = err.parameters.get("transactionRid") if err is not None else None
+    if isinstance(named, str):
+        return named
     try:
         branch = await out.client.request_json("GET", dataset_path(out.rid, "branches", out.branch))
     except FoundryError as exc:
         if exc.status == 404 and err is None:
             return None
         raise
-    stale = branch.get("transactionRid") if isinstance(branch, dict) else None
-    if isinstance(stale, str) or err is None:
-        return stale if isinstance(stale, str) else None
+    latest = branch.get("transactionRid") if isinstance(branch, dict) else None
+    if isinstance(latest, str):
+        return latest
+    if err is None:
+        return None
     raise ConnectorError(
         f"dataset {out.rid} branch {out.branch!r} has an open transaction that could not be identified"
     ) from err
