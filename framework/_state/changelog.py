@@ -3,6 +3,8 @@ and the split of a restore among workers."""
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +40,11 @@ class ChangelogEntry(BaseModel):
     time_ms: int | None = None
     effects: str | None = None
     late: bool = False
+
+    @functools.cached_property
+    def changed(self) -> list[tuple[str, str | None]]:
+        """`changes` decoded, once (a worker's restore reads an entry's keys, then applies it)."""
+        return [(str(key), value) for key, value in json.loads(self.changes)]
 
 
 class StopAfterFailure:

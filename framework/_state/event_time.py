@@ -16,6 +16,8 @@ class FakeFoundry(Protocol):
 
     async def call(self, method: str, path: str, **kwargs: Any) -> Any: ...
 
+    async def end_offsets(self, rid: str, *, branch: str = "master") -> dict[str, int]: ...
+
 
 def _seconds(at: datetime | float) -> float:
     return at.timestamp() if isinstance(at, datetime) else float(at)
@@ -79,20 +81,13 @@ async def advance_watermark(
     name = next((k for k in keys if isinstance(record.get(k), str)), None)
     if name is None:
         raise ValueError(f"advance_watermark: the stream is keyed by {keys}: give the record a string value for one")
-    ends = await _ends(foundry, rid, branch)
+    ends = await foundry.end_offsets(rid, branch=branch)
     reached: set[str] = set()
     for n in range(64 * count):
+        await publish_at(foundry, rid, [{**record, name: f"{record[name]}#{n}"}], [to], field=field, branch=branch)
+        now = await foundry.end_offsets(rid, branch=branch)
+        reached |= {p for p, end in now.items() if end > ends.get(p, 0)}
         if len(reached) == count:
             return
-        await publish_at(foundry, rid, [{**record, name: f"{record[name]}#{n}"}], [to], field=field, branch=branch)
-        now = await _ends(foundry, rid, branch)
-        reached |= {p for p, end in now.items() if end > ends.get(p, 0)}
         ends = now
-    if len(reached) < count:
-        raise ValueError(f"advance_watermark: {64 * count} keys reached only partitions {sorted(reached)} of {count}")
-
-
-async def _ends(foundry: FakeFoundry, rid: str, branch: str) -> dict[str, int]:
-    path = "/api" + stream_path(rid, branch, "/getEndOffsets", high_scale=True)
-    body = await foundry.call("GET", path, params={"preview": "true"})
-    return {str(p): int(o) for p, o in (body or {}).items()}
+    raise ValueError(f"advance_watermark: {64 * count} keys reached only partitions {sorted(reached)} of {count}")

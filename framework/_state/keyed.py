@@ -177,12 +177,12 @@ class KeyedState(StateHandle, Generic[ModelT]):
 
     def _apply(self, entry: ChangelogEntry) -> None:
         position = (entry.source, entry.partition, entry.offset)
-        for key, encoded in json.loads(entry.changes):
+        for key, encoded in entry.changed:
             value = None if encoded is None else self.model.model_validate_json(encoded)
-            self._set(str(key), value, position)
+            self._set(key, value, position)
 
     def _keys(self, entry: ChangelogEntry) -> list[str]:
-        return [str(key) for key, _ in json.loads(entry.changes)]
+        return [key for key, _ in entry.changed]
 
     def _restored(self) -> None:
         self._prune()

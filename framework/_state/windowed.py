@@ -370,8 +370,8 @@ class Windowed(StateHandle, Generic[R, A, O]):
 
     def _apply(self, entry: ChangelogEntry) -> None:
         slot = f"{entry.source}/{entry.partition}"
-        for name, encoded in json.loads(entry.changes):
-            self._store(str(name), encoded)
+        for name, encoded in entry.changed:
+            self._store(name, encoded)
         if entry.time_ms is not None and not entry.late:
             self._saw(slot, entry.time_ms)
         self._applied[slot] = max(entry.offset, self._applied.get(slot, -1))
@@ -381,13 +381,13 @@ class Windowed(StateHandle, Generic[R, A, O]):
     def _keys(self, entry: ChangelogEntry) -> list[str]:
         """A window's value is set by its key's records; it is deleted (closed) by whichever record moved the
         watermark past it, of any partition of the worker that held it."""
-        return [str(name).partition("|")[2] for name, value in json.loads(entry.changes) if value is not None]
+        return [name.partition("|")[2] for name, value in entry.changed if value is not None]
 
     def _apply_foreign(self, entry: ChangelogEntry) -> None:
         """Another worker's record closed windows of keys that were in its share then and are in this one now."""
-        for name, encoded in json.loads(entry.changes):
+        for name, encoded in entry.changed:
             if encoded is None:
-                self._store(str(name), None)
+                self._store(name, None)
 
     def _restored(self) -> None:
         self._sessions = {k: s for k, s in self._sessions.items() if s}

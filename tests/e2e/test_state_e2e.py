@@ -134,7 +134,8 @@ async def start(tmp_path: Path, name: str, env: dict[str, str], batch_size: str)
 
 
 async def minutes_of(foundry: FakeFoundry, rid: str) -> list[dict[str, Any]]:
-    return [r["value"] for r in await foundry.records(rid) if r["value"]["sensor"] != WATERMARK_SENSOR]
+    """The minutes published, without the watermark readings' (on a keyed stream: `_watermark#n`)."""
+    return [r["value"] for r in await foundry.records(rid) if not r["value"]["sensor"].startswith(WATERMARK_SENSOR)]
 
 
 def assert_whole_minutes(

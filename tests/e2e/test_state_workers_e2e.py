@@ -21,6 +21,7 @@ from framework.testing import FakeFoundry, Job, advance_watermark
 
 from .state_support import GRACE_S, T0, WATERMARK_SENSOR, as_minute, readings, reference, sensor_streams
 from .stream_support import committed, total, wait_until
+from .test_state_e2e import minutes_of
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -93,8 +94,7 @@ async def test_windows_survive_one_two_three_and_back_to_one_worker(tmp_path: Pa
         assert one.windows.restored == 3000 and one.windows.late == 0
         assert await total(foundry, s.state) == len(rows) + await watermark_readings(foundry, s.readings)
 
-        got = [r["value"] for r in await foundry.records(s.minutes)]
-        mine = [v for v in got if not v["sensor"].startswith(WATERMARK_SENSOR)]
+        mine = await minutes_of(foundry, s.minutes)
         assert {(v["sensor"], v["start_ms"]): v for v in mine} == expected
         assert len(mine) == len(expected)  # clean stops: no minute published twice
 
@@ -113,8 +113,7 @@ async def test_rereading_windows_survive_two_three_and_one_worker(tmp_path: Path
         (one,) = await run_until_committed(foundry, s.job, 1, SensorMinutesReread)
         assert one.windows.late == 0
 
-        got = [r["value"] for r in await foundry.records(s.minutes)]
-        mine = [v for v in got if not v["sensor"].startswith(WATERMARK_SENSOR)]
+        mine = await minutes_of(foundry, s.minutes)
         assert {(v["sensor"], v["start_ms"]) for v in mine} == set(expected)
         assert [v for v in mine if v != expected[(v["sensor"], v["start_ms"])]] == []  # repeated only whole
         print(f"re-reading: {len(mine)} minutes published for {len(expected)}")

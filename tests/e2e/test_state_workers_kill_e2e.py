@@ -36,7 +36,7 @@ from .state_support import (
     sensor_streams,
 )
 from .stream_support import committed, total, wait_until
-from .test_state_e2e import assert_whole_minutes
+from .test_state_e2e import assert_whole_minutes, minutes_of
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -151,9 +151,3 @@ async def settled_total(foundry: FakeFoundry, rid: str) -> int:
 async def start(tmp_path: Path, name: str, env: dict[str, str], workers: int) -> ConnectorProcess:
     environ = {**env, "CONNECTOR_WORKERS": str(workers), "CONNECTOR_READ_BATCH_SIZE": str(97 * workers)}
     return await start_connector(tmp_path, name, SPEC, environ, prefixes=("MINUTES_",), own_group=True)
-
-
-async def minutes_of(foundry: FakeFoundry, rid: str) -> list[dict[str, object]]:
-    return [
-        r["value"] for r in await foundry.records(rid) if not str(r["value"]["sensor"]).startswith(WATERMARK_SENSOR)
-    ]
